@@ -1,0 +1,271 @@
+"""The ``ssmrec`` command line: the only module that reads ``sys.argv``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from ssmrec.data.interactions import DataError
+from ssmrec.train.config import ConfigError, TrainConfig, load_toml
+
+# setting -> (topic, help). The order here is the order of ``ssmrec train --help``.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "dataset": ("data", "registry name (gowalla, yelp2018, amazon-book, alibaba-ifashion), a folder "
+                        "with train.txt/test.txt[/valid.txt], or one interaction file to split"),
+    "data_dir": ("data", "folder searched first for registry datasets (then $SSMREC_DATA, the cache)"),
+    "ratios": ("data", "train/valid/test fractions for splitting a single file"),
+    "valid_fraction": ("data", "share of each user's train items carved out as validation (holdout)"),
+    "split_seed": ("data", "seed of the random splits"),
+    "temporal": ("data", "split a single file by timestamp instead of at random"),
+    "kcore": ("data", "k-core filter for a single file before splitting (0 = off)"),
+    "min_rating": ("data", "keep interactions rated at least this"),
+    "download": ("data", "download a missing registry dataset into the cache"),
+    "model": ("model", "mf, svdpp or lightgcn"),
+    "dim": ("model", "embedding size"),
+    "layers": ("model", "LightGCN propagation layers"),
+    "side": ("model", "SVD++ propagation side: user (eq. 23) or item (eq. 31)"),
+    "a0": ("model", "SVD++ exponent of the receiving node's degree"),
+    "a1": ("model", "SVD++ exponent of the sending node's degree"),
+    "loss": ("loss", "ssm, bpr, bce, softmax or ccl"),
+    "tau": ("loss", "temperature of ssm / softmax"),
+    "similarity": ("loss", "training similarity cos or ip (default: cos for ssm/softmax, ip for bpr/bce)"),
+    "reg": ("loss", "L2 coefficient on the batch's layer-0 embeddings"),
+    "negatives": ("loss", "per-positive negatives for bpr / bce / ccl (default 1 / 4 / 800)"),
+    "mask_duplicates": ("loss", "ssm: mask in-batch copies of the positive item"),
+    "mask_seen": ("loss", "ssm: mask candidates the user interacted with in train"),
+    "extra_negatives": ("loss", "ssm: shared sampled negatives appended to the in-batch ones"),
+    "negative_beta": ("loss", "extra negatives drawn with probability ~ degree**beta (0 = uniform)"),
+    "logq": ("loss", "ssm: logQ correction (subtract log expected candidate counts)"),
+    "margin": ("loss", "ccl margin m"),
+    "neg_weight": ("loss", "ccl negative weight w"),
+    "lr": ("optimisation", "Adam learning rate"),
+    "batch_size": ("optimisation", "positive pairs per batch"),
+    "epochs": ("optimisation", "train at most this many epochs"),
+    "max_seconds": ("optimisation", "time budget in seconds, checked after each epoch (0 = none)"),
+    "protocol": ("evaluation", "paper (select on test, as the study) or holdout (select on validation)"),
+    "eval_every": ("evaluation", "evaluate every N epochs"),
+    "metric": ("evaluation", "selection / early-stopping metric, e.g. recall@20, ndcg@20"),
+    "patience": ("evaluation", "evaluations without improvement before stopping (0 = never)"),
+    "ks": ("evaluation", "cut-offs K of the metrics"),
+    "test_similarity": ("evaluation", "scoring at evaluation: ip or cos"),
+    "eval_chunk": ("evaluation", "users scored at once (bounds memory)"),
+    "seed": ("run", "seed of initialisation, shuffling and sampling"),
+    "device": ("run", "auto, cpu or cuda"),
+    "threads": ("run", "torch CPU threads (0 = torch's default)"),
+    "out": ("run", "run directory (default: runs/<dataset>-<model>-<loss>-<time>)"),
+    "checkpoint_every": ("run", "seconds between mid-epoch checkpoints (0 = epoch ends only)"),
+    "progress": ("run", "show a progress bar per epoch"),
+}
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    types = {f.name: str(f.type) for f in fields(TrainConfig)}
+    defaults = TrainConfig()
+    missing = set(types) - set(OPTIONS)
+    assert not missing, f"settings without a flag: {missing}"
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, (topic, text) in OPTIONS.items():
+        g = groups.setdefault(topic, p.add_argument_group(topic))
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        text = f"{text} (default: {default})"
+        kind = types[name]
+        if kind.startswith("bool"):
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif kind.startswith("tuple"):
+            g.add_argument(flag, dest=name, nargs="+", default=None, metavar="V", help=text)
+        else:
+            g.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssmrec", description="Train and evaluate recommenders with sampled softmax and its rivals.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log warnings and details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="list the registered datasets, where they are, their statistics")
+    p.add_argument("--data-dir", default=None, help="folder searched first")
+    p.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True,
+                   help="load the datasets found and show their statistics (default: on)")
+
+    p = sub.add_parser("train", help="train a model (settings from flags and/or a TOML file)")
+    p.add_argument("--config", default=None, help="TOML file of settings; flags override it")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint")
+    _add_train_options(p)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test set")
+    p.add_argument("run_dir")
+    p.add_argument("--similarity", choices=("ip", "cos"), default=None,
+                   help="test-time similarity (default: the run's)")
+    p.add_argument("--k", dest="ks", type=int, nargs="+", default=None, help="cut-offs (default: the run's)")
+    p.add_argument("--split", choices=("test", "valid"), default="test")
+    p.add_argument("--chunk", type=int, default=None, help="users scored at once")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the metrics to this file")
+
+    p = sub.add_parser("recommend", help="top-K unseen items of a user, or of every user")
+    p.add_argument("run_dir")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id as in the data files")
+    who.add_argument("--all", action="store_true", help="every user (needs --out)")
+    p.add_argument("-k", type=int, default=20)
+    p.add_argument("--out", default=None, help="output file: .tsv/.csv/.txt or .parquet")
+    p.add_argument("--similarity", choices=("ip", "cos"), default=None)
+    p.add_argument("--chunk", type=int, default=4096)
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+def _train_values(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in OPTIONS if getattr(args, name, None) is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ssmrec.train.trainer import Trainer
+
+    flags = _train_values(args)
+    if args.resume:
+        allowed = {"epochs", "device", "threads", "progress", "max_seconds", "checkpoint_every"}
+        extra = set(flags) - allowed
+        if extra:
+            raise ConfigError(f"--resume keeps the run's settings; only {sorted(allowed)} may change "
+                              f"(got {sorted(extra)})")
+        trainer = Trainer.resume(args.resume, overrides=flags)
+    else:
+        base = load_toml(args.config) if args.config else {}
+        cfg = TrainConfig.from_dict(base, source=args.config or "settings")
+        cfg = cfg.replace(flags, source="command line")
+        trainer = Trainer(cfg)
+        print(f"{trainer.data.name}: {trainer.data.n_users} users, {trainer.data.n_items} items, "
+              f"{trainer.data.train.nnz} train pairs; {cfg.model} + {cfg.loss}; device "
+              f"{trainer.device}; run directory {trainer.run.path}", flush=True)
+    trainer.fit()
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ssmrec.eval.evaluator import Evaluator
+    from ssmrec.train.restore import restore
+
+    r = restore(args.run_dir, device=args.device)
+    cfg = r.cfg
+    if args.split == "valid":
+        if r.data.valid is None:
+            raise ConfigError(f"{args.run_dir}: this run ({cfg.protocol} protocol) has no validation set")
+        target, exclude = r.data.valid, [r.data.train]
+    else:
+        target, exclude = r.data.test, r.exclude_sets()
+    ev = Evaluator(target, exclude, ks=tuple(args.ks or cfg.ks),
+                   similarity=args.similarity or cfg.test_similarity,
+                   chunk_size=args.chunk or cfg.eval_chunk, device=r.model.user_emb.device)
+    metrics = ev.evaluate_model(r.model)
+    print(f"{args.run_dir} (epoch {r.epoch}, {args.split}, similarity {ev.similarity}, "
+          f"{int(ev.users.numel())} users)")
+    for key, value in metrics.items():
+        print(f"  {key:<14} {value:.6f}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from ssmrec.eval.ranking import SeenItems, iter_topk
+    from ssmrec.train.restore import restore
+
+    if args.all and not args.out:
+        raise ConfigError("--all needs --out FILE (.tsv or .parquet)")
+    if args.k < 1:
+        raise ConfigError(f"-k must be positive, got {args.k}")
+    r = restore(args.run_dir, device=args.device)
+    train = r.data.train
+    dev = r.model.user_emb.device
+    with torch.no_grad():
+        u_reps, i_reps = r.model()
+    users = (torch.arange(train.n_users, device=dev) if args.all
+             else torch.tensor([train.user_index(args.user)], device=dev))
+    seen = SeenItems(r.exclude_sets(), dev)
+    sim = args.similarity or r.cfg.test_similarity
+    parts = []
+    for chunk, top, scores in iter_topk(u_reps, i_reps, users, args.k, seen=seen, similarity=sim,
+                                        chunk_size=args.chunk):
+        ok = torch.isfinite(scores).cpu().numpy()
+        c, t, s = chunk.cpu().numpy(), top.cpu().numpy(), scores.cpu().numpy()
+        rank = np.broadcast_to(np.arange(1, t.shape[1] + 1), t.shape)
+        rows = np.broadcast_to(c[:, None], t.shape)
+        parts.append(pd.DataFrame({"user": train.raw_users(rows[ok]), "rank": rank[ok],
+                                   "item": train.raw_items(t[ok]), "score": s[ok]}))
+    frame = pd.concat(parts, ignore_index=True)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".parquet":
+            frame.to_parquet(out, index=False)
+        else:
+            frame.to_csv(out, sep="," if out.suffix == ".csv" else "\t", index=False)
+        print(f"wrote {len(frame)} recommendations for {frame['user'].nunique()} users to {out}")
+    else:
+        print(frame.drop(columns="user").to_string(index=False))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from ssmrec.data import registry
+    from ssmrec.data.dataset import DataConfig, load_dataset
+
+    roots = registry.search_roots(args.data_dir)
+    print("search order: " + ", ".join(str(r) for r in roots))
+    for row in registry.status(args.data_dir):
+        spec = row["spec"]
+        files = row["files"]
+        print(f"\n{spec.name}" + (f" (also: {', '.join(spec.aliases)})" if spec.aliases else ""))
+        for f in spec.files:
+            where = files[f.role]
+            print(f"  {f.role:<5} {str(where) if where else 'missing':<60} {f.url}")
+        if spec.paper_stats:
+            u, i, n = spec.paper_stats
+            print(f"  paper (Table 1): {u:,} users, {i:,} items, {n:,} interactions")
+        if spec.note:
+            print(f"  note: {spec.note}")
+        if args.stats and all(files.values()):
+            try:
+                d = load_dataset(DataConfig(spec.name, data_dir=args.data_dir, download=False)).describe()
+                print(f"  found: {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} "
+                      f"interactions (train {d['train']:,} + test {d['test']:,}), density "
+                      f"{d['density']:.5f}")
+            except DataError as e:
+                print(f"  error: {e}")
+    return 0
+
+
+COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate,
+            "recommend": cmd_recommend}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ssmrec.train.trainer import Interrupted, TrainingError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, ConfigError, TrainingError) as e:
+        print(f"ssmrec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"ssmrec {args.command}: {e}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Full-ranking evaluation of a model against held-out interactions."""
+
+from __future__ import annotations
+
+import torch
+
+from ssmrec.data.interactions import Interactions
+from ssmrec.eval.metrics import METRICS, MetricAccumulator
+from ssmrec.eval.ranking import SeenItems, hit_matrix, iter_topk, relevant_keys
+
+
+class Evaluator:
+    """All-ranking evaluation: every item a user has not been trained on is ranked.
+
+    Args:
+        target: held-out interactions (validation or test); users without any are skipped.
+        exclude: interaction sets whose items are removed from each user's ranking (the
+            training set; plus the validation set when testing) (default: none).
+        ks: cut-offs (default: ``(20,)``).
+        metrics: names from :data:`~ssmrec.eval.metrics.METRICS` (default: all).
+        similarity: test-time scoring, ``"ip"`` or ``"cos"``, independent of training
+            (default: ``"ip"``).
+        chunk_size: users scored at once; memory is ``chunk_size x n_items`` floats
+            (default: 4096).
+        device: where scoring happens (default: cpu).
+    """
+
+    def __init__(
+        self,
+        target: Interactions,
+        exclude: list[Interactions] | tuple[Interactions, ...] = (),
+        *,
+        ks: tuple[int, ...] = (20,),
+        metrics: tuple[str, ...] = METRICS,
+        similarity: str = "ip",
+        chunk_size: int = 4096,
+        device: torch.device | str = "cpu",
+    ):
+        self.target = target
+        self.exclude = list(exclude)
+        self.ks, self.metrics = tuple(ks), tuple(metrics)
+        self.similarity = similarity
+        self.chunk_size = chunk_size
+        self.device = torch.device(device)
+        self.seen = SeenItems(self.exclude, self.device) if self.exclude else None
+        self.keys = relevant_keys(target, self.device)
+        self.users = torch.from_numpy(target.active_users).to(self.device)
+        self.n_relevant = torch.from_numpy(target.user_degree).to(self.device)
+        self.last: MetricAccumulator | None = None
+
+    def accumulate(
+        self, user_reps: torch.Tensor, item_reps: torch.Tensor, users: torch.Tensor | None = None
+    ) -> MetricAccumulator:
+        """Per-user metrics for ``users`` (default: every user with held-out items)."""
+        acc = MetricAccumulator(self.target.n_users, self.ks, self.metrics)
+        users = self.users if users is None else users.to(self.device)
+        user_reps, item_reps = user_reps.to(self.device), item_reps.to(self.device)
+        for chunk, top, _ in iter_topk(user_reps, item_reps, users, acc.max_k, seen=self.seen,
+                                       similarity=self.similarity, chunk_size=self.chunk_size):
+            hits = hit_matrix(self.keys, self.target.n_items, chunk, top)
+            acc.update(chunk, hits, self.n_relevant[chunk])
+        return acc
+
+    @torch.no_grad()
+    def evaluate(self, user_reps: torch.Tensor, item_reps: torch.Tensor) -> dict[str, float]:
+        self.last = self.accumulate(user_reps, item_reps)
+        return self.last.compute()
+
+    @torch.no_grad()
+    def evaluate_model(self, model: torch.nn.Module) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        try:
+            u, i = model()
+        finally:
+            model.train(was_training)
+        return self.evaluate(u, i)

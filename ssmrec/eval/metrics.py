@@ -1,0 +1,101 @@
+"""Top-K ranking metrics as per-user accumulators (update / compute / reset).
+
+Per-user values are kept (not only running sums) so that results do not depend on how users
+are chunked or sharded, and so that paired significance tests can use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+METRICS = ("recall", "ndcg", "precision", "hitrate", "mrr")
+
+
+def metric_values(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Per-user metrics at ``k`` from a ranked hit matrix.
+
+    Args:
+        hits: ``(U, >=k)`` boolean, ``hits[u, r]`` = the item at rank ``r`` (0-based) is relevant.
+        n_relevant: ``(U,)`` number of relevant (held-out) items of each user, all > 0.
+        k: cut-off.
+
+    Recall divides by all relevant items; NDCG uses binary gains with the ideal DCG over
+    ``min(n_relevant, k)`` positions; MRR is ``1 / rank`` of the first hit within ``k`` (0 if none).
+    """
+    h = hits[:, :k].to(torch.float64)
+    n = n_relevant.to(torch.float64)
+    count = h.sum(1)
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64, device=h.device))
+    dcg = (h * discount).sum(1)
+    ideal = torch.cumsum(discount, 0)[(n.clamp(max=k) - 1).long()]
+    first = torch.where(h.any(1), h.argmax(1).to(torch.float64) + 1, torch.inf)
+    return {
+        "recall": count / n,
+        "precision": count / k,
+        "ndcg": dcg / ideal,
+        "hitrate": (count > 0).to(torch.float64),
+        "mrr": 1.0 / first,
+    }
+
+
+@dataclass
+class MetricAccumulator:
+    """Collects per-user metric values for every ``name@k``.
+
+    Args:
+        n_users: size of the user space (values are stored at the users' positions).
+        ks: cut-offs (default: ``(20,)``).
+        metrics: which metrics (default: all of :data:`METRICS`).
+    """
+
+    n_users: int
+    ks: tuple[int, ...] = (20,)
+    metrics: tuple[str, ...] = METRICS
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    seen: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.metrics) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {METRICS}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"cut-offs must be positive integers, got {self.ks}")
+        self.ks = tuple(sorted(set(int(k) for k in self.ks)))
+        self.reset()
+
+    @property
+    def max_k(self) -> int:
+        return max(self.ks)
+
+    def reset(self) -> None:
+        self.values = {f"{m}@{k}": np.zeros(self.n_users) for m in self.metrics for k in self.ks}
+        self.seen = np.zeros(self.n_users, bool)
+
+    def update(self, users: torch.Tensor, hits: torch.Tensor, n_relevant: torch.Tensor) -> None:
+        u = users.cpu().numpy()
+        for k in self.ks:
+            vals = metric_values(hits, n_relevant, k)
+            for m in self.metrics:
+                self.values[f"{m}@{k}"][u] = vals[m].cpu().numpy()
+        self.seen[u] = True
+
+    def merge_(self, other: MetricAccumulator) -> MetricAccumulator:
+        """Add another accumulator's users (disjoint from ours) into this one."""
+        for key, v in other.values.items():
+            self.values[key] = np.where(other.seen, v, self.values[key])
+        self.seen |= other.seen
+        return self
+
+    def compute(self) -> dict[str, float]:
+        """Means over the evaluated users."""
+        n = int(self.seen.sum())
+        if n == 0:
+            return {key: float("nan") for key in self.values}
+        return {key: float(v[self.seen].mean()) for key, v in self.values.items()}
+
+    def per_user(self, key: str) -> np.ndarray:
+        """The values of ``key`` (e.g. ``"recall@20"``) for the evaluated users, in user order."""
+        return self.values[key][self.seen]

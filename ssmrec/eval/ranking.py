@@ -1,0 +1,87 @@
+"""Chunked full ranking: score users against every item, mask seen items, keep the top K."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ssmrec.data.interactions import Interactions
+
+
+class SeenItems:
+    """Items to exclude from each user's ranking (the union of several interaction sets),
+    held as CSR on the scoring device."""
+
+    def __init__(self, sets: list[Interactions], device: torch.device | str = "cpu"):
+        base = sets[0]
+        merged = base
+        for s in sets[1:]:
+            merged = merged.union(s)
+        self.indptr = torch.from_numpy(merged.indptr).to(device)
+        self.indices = torch.from_numpy(merged.indices).to(device)
+
+    def coordinates(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rows, cols)`` of the seen items of ``users`` (rows index into ``users``)."""
+        start, end = self.indptr[users], self.indptr[users + 1]
+        counts = end - start
+        rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), counts)
+        offsets = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(int(counts.sum()), device=users.device) - offsets[rows] + start[rows]
+        return rows, self.indices[pos]
+
+
+def normalise_for(similarity: str, x: torch.Tensor) -> torch.Tensor:
+    if similarity == "cos":
+        return torch.nn.functional.normalize(x, dim=-1)
+    if similarity == "ip":
+        return x
+    raise ValueError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
+
+
+@torch.no_grad()
+def iter_topk(
+    user_reps: torch.Tensor,
+    item_reps: torch.Tensor,
+    users: torch.Tensor,
+    k: int,
+    *,
+    seen: SeenItems | None = None,
+    similarity: str = "ip",
+    chunk_size: int = 4096,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(users_chunk, top_items, top_scores)`` for ``users`` in chunks.
+
+    Memory is bounded by ``chunk_size x n_items`` scores. Seen items score ``-inf`` and so
+    rank last; ``k`` is capped at the number of items.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    items = normalise_for(similarity, item_reps)
+    k = min(k, items.shape[0])
+    for s in range(0, users.numel(), chunk_size):
+        chunk = users[s : s + chunk_size]
+        scores = normalise_for(similarity, user_reps[chunk]) @ items.T
+        if seen is not None:
+            rows, cols = seen.coordinates(chunk)
+            scores[rows, cols] = float("-inf")
+        top_scores, top_items = torch.topk(scores, k, dim=1)
+        yield chunk, top_items, top_scores
+
+
+def relevant_keys(target: Interactions, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.from_numpy(target.keys()).to(device)
+
+
+def hit_matrix(
+    keys: torch.Tensor, n_items: int, users: torch.Tensor, top_items: torch.Tensor
+) -> torch.Tensor:
+    """``hits[r, j]``: whether ``top_items[r, j]`` is a relevant item of ``users[r]``."""
+    q = users.unsqueeze(1) * n_items + top_items
+    pos = torch.searchsorted(keys, q).clamp(max=max(keys.numel() - 1, 0))
+    return keys[pos] == q if keys.numel() else torch.zeros_like(q, dtype=torch.bool)
+
+
+def users_with_items(target: Interactions) -> np.ndarray:
+    return target.active_users

@@ -1,0 +1,107 @@
+"""Sampled softmax with in-batch negatives (the study's eq. 6), and full softmax (eq. 20)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssmrec.losses.similarity import check_similarity, score_matrix
+
+
+class SampledSoftmaxLoss(nn.Module):
+    r"""Sampled softmax over the batch's positives (plus optional shared negatives).
+
+    For positive pair ``b`` with user ``u_b`` and item ``i_b``, the candidates are the batch's
+    positive items ``i_1..i_B`` (the positive itself included, on the diagonal) followed by the
+    ``K`` shared extra negatives::
+
+        loss = -1/B sum_b log( exp(f(u_b, i_b)) / sum_{c in candidates} exp(f(u_b, c)) )
+        f(u, i) = cos(z_u, z_i) / tau        (similarity="cos")
+                = z_u . z_i / tau            (similarity="ip")
+
+    Options:
+        * ``mask_duplicates``: an off-diagonal candidate that is the same item as the row's
+          positive ("accidental hit") is removed from that row's denominator.
+        * ``exclude`` (argument of :meth:`forward`): a ``(B, C)`` boolean mask of further
+          candidates to remove per row, e.g. items the user is known to have interacted with.
+          The positive (diagonal) is never removed.
+        * ``logq`` (argument of :meth:`forward`): per-candidate ``log Q`` subtracted from every
+          logit, the positive's included (Yi et al. 2019, "sampling-bias-corrected"); pass the
+          log of each candidate's expected count under the sampler (see
+          :func:`ssmrec.data.log_expected_counts`), so that ``exp(f - log Q)`` summed over the
+          candidates estimates the sum over all items without bias.
+
+    Args:
+        tau: temperature (default: 0.1).
+        similarity: ``"cos"`` or ``"ip"`` (default: ``"cos"``).
+        mask_duplicates: mask accidental hits (default: False, as in the study's code).
+    """
+
+    def __init__(self, tau: float = 0.1, similarity: str = "cos", mask_duplicates: bool = False):
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"tau must be positive, got {tau}")
+        self.tau = tau
+        self.similarity = check_similarity(similarity)
+        self.mask_duplicates = mask_duplicates
+
+    def logits(
+        self,
+        user_reps: torch.Tensor,
+        item_reps: torch.Tensor,
+        *,
+        item_ids: torch.Tensor | None = None,
+        extra_reps: torch.Tensor | None = None,
+        extra_ids: torch.Tensor | None = None,
+        logq: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The ``(B, B + K)`` masked, corrected logits; the target of row ``b`` is column ``b``."""
+        cand = item_reps if extra_reps is None else torch.cat([item_reps, extra_reps])
+        logits = score_matrix(user_reps, cand, self.similarity, self.tau)
+        if logq is not None:
+            logits = logits - logq.to(logits.dtype).unsqueeze(0)
+        mask = None
+        if self.mask_duplicates:
+            if item_ids is None:
+                raise ValueError("mask_duplicates needs item_ids")
+            cand_ids = item_ids if extra_ids is None else torch.cat([item_ids, extra_ids])
+            mask = cand_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+        if exclude is not None:
+            mask = exclude if mask is None else mask | exclude
+        if mask is not None:
+            b = logits.shape[0]
+            diag = torch.arange(b, device=logits.device)
+            mask = mask.clone()
+            mask[diag, diag] = False
+            logits = logits.masked_fill(mask, float("-inf"))
+        return logits
+
+    def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **kwargs) -> torch.Tensor:
+        logits = self.logits(user_reps, item_reps, **kwargs)
+        target = torch.arange(logits.shape[0], device=logits.device)
+        return F.cross_entropy(logits, target)
+
+
+class SoftmaxLoss(nn.Module):
+    r"""Full softmax over every item (eq. 20)::
+
+        loss = -1/B sum_b log( exp(f(u_b, i_b)) / sum_{j=1..N} exp(f(u_b, j)) )
+
+    Args:
+        tau: temperature (default: 0.1; use 1.0 for a plain inner product).
+        similarity: ``"cos"`` or ``"ip"`` (default: ``"cos"``).
+    """
+
+    def __init__(self, tau: float = 0.1, similarity: str = "cos"):
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"tau must be positive, got {tau}")
+        self.tau = tau
+        self.similarity = check_similarity(similarity)
+
+    def forward(self, user_reps: torch.Tensor, all_item_reps: torch.Tensor,
+                item_ids: torch.Tensor) -> torch.Tensor:
+        logits = score_matrix(user_reps, all_item_reps, self.similarity, self.tau)
+        return F.cross_entropy(logits, item_ids)

@@ -1,0 +1,101 @@
+"""The one builder of normalised user-item propagation matrices, and sparse propagation.
+
+``propagation_matrix(train, side, a0, a1)`` gives the weights of one message-passing step on the
+bipartite graph: on the user side ``W[u, i] = 1 / (|P_u|^a0 |P_i|^a1)`` for ``i in P_u`` (an
+``M x N`` matrix, SVD++ eq. 23), on the item side ``W[i, u] = 1 / (|P_i|^a0 |P_u|^a1)``
+(``N x M``, eq. 31). LightGCN's symmetric normalisation is ``a0 = a1 = 0.5`` on both sides.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ssmrec.data.interactions import Interactions
+
+SIDES = ("user", "item")
+
+
+def _inv_pow(degree: np.ndarray, a: float) -> np.ndarray:
+    d = degree.astype(np.float64)
+    out = np.zeros_like(d)
+    np.power(d, -a, out=out, where=d > 0)
+    return out
+
+
+def propagation_matrix(
+    train: Interactions, side: str = "user", a0: float = 0.5, a1: float = 0.5
+) -> sp.csr_matrix:
+    """Normalised propagation weights as a scipy CSR matrix (float32); see the module docstring."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    r = train.to_scipy().astype(np.float64)
+    du, di = train.user_degree, train.item_degree
+    if side == "user":
+        w = sp.diags(_inv_pow(du, a0)) @ r @ sp.diags(_inv_pow(di, a1))
+    else:
+        w = sp.diags(_inv_pow(di, a0)) @ r.T @ sp.diags(_inv_pow(du, a1))
+    w = sp.csr_matrix(w, dtype=np.float32)
+    w.sort_indices()
+    return w
+
+
+def to_torch_csr(m: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    m = sp.csr_matrix(m)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr.astype(np.int64)),
+            torch.from_numpy(m.indices.astype(np.int64)),
+            torch.from_numpy(m.data.astype(np.float32)),
+            size=m.shape,
+            device=device,
+            check_invariants=False,
+        )
+
+
+class _SparseMM(torch.autograd.Function):
+    """``W @ x`` whose backward is ``W^T @ grad`` with a stored CSR transpose.
+
+    torch's own backward of a CSR product is several times slower than the forward product;
+    keeping ``W^T`` as a second CSR matrix makes the backward cost the same as the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        ctx.wt = wt
+        return torch.sparse.mm(w, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return torch.sparse.mm(ctx.wt, grad.contiguous()), None, None
+
+
+class Propagation(torch.nn.Module):
+    """A fixed sparse operator ``x -> W x`` (``W`` from :func:`propagation_matrix`).
+
+    Args:
+        w: the weights (scipy CSR).
+        fast_backward: use the stored transpose for the backward pass (default: True); False
+            uses torch's autograd through ``torch.sparse.mm`` (the plain path, for checks).
+    """
+
+    def __init__(self, w: sp.csr_matrix, *, fast_backward: bool = True):
+        super().__init__()
+        self.shape = w.shape
+        self.fast_backward = fast_backward
+        self.register_buffer("w", to_torch_csr(w), persistent=False)
+        self.register_buffer("wt", to_torch_csr(sp.csr_matrix(w.T)), persistent=False)
+        self._scipy = w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast_backward and torch.is_grad_enabled() and x.requires_grad:
+            return _SparseMM.apply(x, self.w, self.wt)
+        return torch.sparse.mm(self.w, x)
+
+    def rows(self, index: np.ndarray) -> sp.csr_matrix:
+        """The scipy rows of ``W`` for ``index`` (to build batch-restricted products)."""
+        return self._scipy[index]

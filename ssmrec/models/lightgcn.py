@@ -1,0 +1,48 @@
+"""LightGCN: K propagation layers on the symmetric-normalised bipartite graph, layers averaged."""
+
+from __future__ import annotations
+
+import torch
+
+from ssmrec.data.interactions import Interactions
+from ssmrec.models.base import Recommender
+from ssmrec.models.graph import Propagation, propagation_matrix
+
+
+class LightGCN(Recommender):
+    """``e^(k+1)_u = sum_i e^k_i / sqrt(|P_u||P_i|)`` (and likewise for items); final = mean of
+    layers ``0..K`` (coefficient ``1/(K+1)``).
+
+    Args:
+        train: training interactions (the graph).
+        dim: embedding size (default: 64).
+        layers: number of propagation layers K (default: 1).
+        fast_backward: see :class:`~ssmrec.models.graph.Propagation` (default: True).
+    """
+
+    def __init__(self, train: Interactions, dim: int = 64, *, layers: int = 1,
+                 fast_backward: bool = True):
+        super().__init__(train.n_users, train.n_items, dim)
+        if layers < 0:
+            raise ValueError(f"layers must be >= 0, got {layers}")
+        self.layers = layers
+        # R_norm (users x items) and its transpose are the two off-diagonal blocks of the
+        # normalised (M+N) x (M+N) adjacency; one builder serves SVD++ too.
+        self.to_users = Propagation(propagation_matrix(train, "user", 0.5, 0.5), fast_backward=fast_backward)
+        self.to_items = Propagation(propagation_matrix(train, "item", 0.5, 0.5), fast_backward=fast_backward)
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        u, i = self.user_emb, self.item_emb
+        u_sum, i_sum = u, i
+        for _ in range(self.layers):
+            u, i = self.to_users(i), self.to_items(u)
+            u_sum, i_sum = u_sum + u, i_sum + i
+        scale = 1.0 / (self.layers + 1)
+        return u_sum * scale, i_sum * scale
+
+    @property
+    def needs_full_forward(self) -> bool:
+        return self.layers > 0
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, layers={self.layers}"

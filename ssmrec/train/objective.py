@@ -1,0 +1,100 @@
+"""Turn a batch into a scalar: the one place that knows which tensors each loss consumes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssmrec.data.interactions import Interactions
+from ssmrec.data.sampling import Batch, PairSampler, PopularityNegatives, log_expected_counts
+from ssmrec.losses import DEFAULT_NEGATIVES, KINDS, build_loss, canonical, l2_regularization
+from ssmrec.models.base import Recommender
+
+
+class Objective:
+    """Loss + L2 regularisation for one batch, with the sampler the loss needs.
+
+    Args:
+        loss: a loss module from :mod:`ssmrec.losses`.
+        kind: ``in_batch``, ``full`` or ``sampled`` (see :data:`ssmrec.losses.KINDS`).
+        reg: L2 coefficient on the batch's layer-0 embeddings (default: 0).
+        seen_keys: sorted ``user * n_items + item`` keys of the training pairs, to mask a user's
+            known items among the in-batch candidates (default: no masking).
+        log_counts: per-item log expected candidate counts for the logQ correction
+            (default: no correction).
+        n_items: catalogue size (needed with ``seen_keys``).
+    """
+
+    def __init__(self, loss: nn.Module, kind: str, *, reg: float = 0.0,
+                 seen_keys: torch.Tensor | None = None, log_counts: torch.Tensor | None = None,
+                 n_items: int = 0):
+        self.loss, self.kind, self.reg = loss, kind, reg
+        self.seen_keys, self.log_counts, self.n_items = seen_keys, log_counts, n_items
+
+    def to(self, device: torch.device) -> Objective:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        self.seen_keys, self.log_counts = move(self.seen_keys), move(self.log_counts)
+        return self
+
+    def __call__(self, model: Recommender, batch: Batch) -> torch.Tensor:
+        users, items = batch.users, batch.items
+        b = users.numel()
+        if self.kind == "full":
+            all_u, all_i = model()
+            main = self.loss(all_u[users], all_i, items)
+            ego = model.ego(users, items)
+        elif self.kind == "in_batch":
+            cand = items if batch.shared is None else torch.cat([items, batch.shared])
+            u, c = model.batch_reps(users, cand)
+            main = self.loss(
+                u, c[:b], item_ids=items,
+                extra_reps=c[b:] if batch.shared is not None else None,
+                extra_ids=batch.shared,
+                logq=None if self.log_counts is None else self.log_counts[cand],
+                exclude=self._seen_mask(users, cand),
+            )
+            ego = model.ego(users, items)
+        else:
+            neg = batch.negatives
+            n = neg.shape[1]
+            u, c = model.batch_reps(users, torch.cat([items, neg.reshape(-1)]))
+            main = self.loss(u, c[:b], c[b:].view(b, n, -1))
+            eu, ec = model.ego(users, torch.cat([items, neg.reshape(-1)]))
+            ego = (eu, ec[:b], ec[b:])
+        if self.reg:
+            return main + self.reg * l2_regularization(*ego, batch_size=b)
+        return main
+
+    def _seen_mask(self, users: torch.Tensor, cand: torch.Tensor) -> torch.Tensor | None:
+        if self.seen_keys is None:
+            return None
+        q = users.unsqueeze(1) * self.n_items + cand.unsqueeze(0)
+        pos = torch.searchsorted(self.seen_keys, q).clamp(max=self.seen_keys.numel() - 1)
+        return self.seen_keys[pos] == q
+
+
+def build_objective(cfg, train: Interactions) -> tuple[Objective, PairSampler]:
+    """The objective and the matching batch sampler for a :class:`~ssmrec.train.config.TrainConfig`."""
+    name = canonical(cfg.loss)
+    kind = KINDS[name]
+    loss = build_loss(name, tau=cfg.tau, similarity=cfg.similarity, margin=cfg.margin,
+                      weight=cfg.neg_weight, mask_duplicates=cfg.mask_duplicates)
+    n_neg = (cfg.negatives or DEFAULT_NEGATIVES[name]) if kind == "sampled" else 0
+    shared_sampler = None
+    if kind == "in_batch" and cfg.extra_negatives:
+        shared_sampler = PopularityNegatives(train.item_degree, cfg.negative_beta)
+    sampler = PairSampler(
+        train, cfg.batch_size, n_negatives=n_neg,
+        n_shared=cfg.extra_negatives if kind == "in_batch" else 0,
+        shared_sampler=shared_sampler, seed=cfg.seed,
+    )
+    seen = log_counts = None
+    if kind == "in_batch" and cfg.mask_seen:
+        seen = torch.from_numpy(train.keys())
+    if kind == "in_batch" and cfg.logq:
+        log_counts = log_expected_counts(train.item_degree, cfg.batch_size, shared_sampler,
+                                         cfg.extra_negatives).float()
+    obj = Objective(loss, kind, reg=cfg.reg, seen_keys=seen, log_counts=log_counts,
+                    n_items=train.n_items)
+    return obj, sampler
+

@@ -1,0 +1,118 @@
+"""A run directory: resolved config, per-epoch history, checkpoints, final metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssmrec.train.config import ConfigError, TrainConfig, save_json
+
+CONFIG, HISTORY, METRICS, BEST, LAST = "config.json", "history.jsonl", "metrics.json", "best.pt", "last.pt"
+
+
+def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = Path(cfg.dataset).name.split(".")[0]
+    base = Path(root) / f"{name}-{cfg.model}-{cfg.loss}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Where a run happened: enough to trace a number back to a machine and a commit."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "commit": _git_commit(),
+        "host": platform.node(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+class RunDir:
+    """Files of one run. Writes are atomic (temporary file + rename)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def create(self, cfg: TrainConfig, extra: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_json(self.path / CONFIG, {"config": cfg.to_dict(), **extra})
+
+    def exists(self) -> bool:
+        return (self.path / CONFIG).is_file()
+
+    def load_config(self) -> TrainConfig:
+        try:
+            data = json.loads((self.path / CONFIG).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: not a run directory (no {CONFIG})") from None
+        return TrainConfig.from_dict(data["config"], source=str(self.path / CONFIG))
+
+    def record(self) -> dict[str, Any]:
+        return json.loads((self.path / CONFIG).read_text())
+
+    def write_history(self, history: list[dict]) -> None:
+        tmp = self.path / (HISTORY + ".tmp")
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+        tmp.replace(self.path / HISTORY)
+
+    def history(self) -> list[dict]:
+        p = self.path / HISTORY
+        return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        tmp = self.path / (name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path / name)
+
+    def load(self, name: str, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+        p = self.path / name
+        if not p.exists():
+            return None
+        return torch.load(p, map_location=device, weights_only=False)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        save_json(self.path / METRICS, metrics)
+
+    def metrics(self) -> dict[str, Any] | None:
+        p = self.path / METRICS
+        return json.loads(p.read_text()) if p.exists() else None

@@ -1,0 +1,282 @@
+"""The training loop: batches -> objective -> Adam; periodic evaluation, early stopping,
+best and resumable checkpoints, per-epoch history."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ssmrec.data.dataset import Dataset, load_dataset
+from ssmrec.eval.evaluator import Evaluator
+from ssmrec.models import build_model
+from ssmrec.train.callbacks import EarlyStopping
+from ssmrec.train.config import TrainConfig
+from ssmrec.train.objective import build_objective
+from ssmrec.train.run import BEST, LAST, RunDir, default_run_dir, environment
+
+SELECTION = {
+    "paper": "test-selected: the best epoch is chosen on the test set, as the study's code does "
+             "(optimistic; use protocol 'holdout' for an unbiased estimate)",
+    "holdout": "validation-selected: early stopping on the validation set, test evaluated once "
+               "at the best validation epoch",
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
+
+
+class Interrupted(RuntimeError):
+    """The run was interrupted; a checkpoint was written and the run can be resumed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device={name!r} but CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+class Trainer:
+    """Train one model with one loss on one dataset, writing a run directory.
+
+    Args:
+        cfg: the run's settings.
+        dataset: the data (default: loaded from ``cfg`` for ``cfg.protocol``).
+        run_dir: where to write (default: ``cfg.out`` or a new folder under ``runs/``); ``None``
+            and ``write=False`` keep everything in memory.
+        echo: where summary lines go (default: ``print``); ``None`` for silence.
+        write: write the run directory (default: True).
+    """
+
+    def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None, *,
+                 run_dir: str | Path | None = None, echo: Callable[[str], None] | None = print,
+                 write: bool = True):
+        self.cfg = cfg
+        self.echo = echo or (lambda s: None)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        self.data = dataset if dataset is not None else load_dataset(cfg.data_config(), cfg.protocol)
+        torch.manual_seed(cfg.seed)
+        train = self.data.train
+        self.model = build_model(cfg.model, train, cfg.dim, layers=cfg.layers, side=cfg.side,
+                                 a0=cfg.a0, a1=cfg.a1).to(self.device)
+        self.objective, self.sampler = build_objective(cfg, train)
+        self.objective.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        common = dict(ks=cfg.ks, similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk,
+                      device=self.device)
+        if cfg.protocol == "holdout":
+            self.select_eval = Evaluator(self.data.valid, [train], **common)
+            self.test_eval = Evaluator(self.data.test, [train, self.data.valid], **common)
+        else:
+            self.select_eval = self.test_eval = Evaluator(self.data.test, [train], **common)
+        self.stopper = EarlyStopping(cfg.metric, cfg.patience)
+        self.history: list[dict[str, Any]] = []
+        self.epoch, self.batch = 0, 0
+        self.partial = {"loss": 0.0, "batches": 0, "seconds": 0.0}
+        self.train_seconds = self.eval_seconds = 0.0
+        self.run: RunDir | None = None
+        if write:
+            self.run = RunDir(run_dir or cfg.out or default_run_dir(cfg))
+            if not self.run.exists():
+                self.run.create(cfg, {"env": environment(), "data": self._data_record()})
+
+    # ------------------------------------------------------------------ resume
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, echo: Callable[[str], None] | None = print,
+               overrides: dict[str, Any] | None = None) -> Trainer:
+        """Continue an interrupted run from its last checkpoint (``overrides`` may raise
+        ``epochs``, change ``device``/``threads``/``progress``)."""
+        run = RunDir(run_dir)
+        cfg = run.load_config()
+        if overrides:
+            cfg = cfg.replace(overrides, source="resume")
+        trainer = cls(cfg, run_dir=run.path, echo=echo)
+        recorded = run.record().get("data", {})
+        if recorded.get("fingerprint") and recorded["fingerprint"] != trainer._data_record()["fingerprint"]:
+            raise TrainingError(f"{run.path}: the dataset differs from the one this run was trained "
+                                "on (train fingerprint changed); cannot resume")
+        state = run.load(LAST, trainer.device)
+        if state is not None:
+            trainer.load_state_dict(state)
+            trainer.echo(f"resuming {run.path} at epoch {trainer.epoch + 1}, batch {trainer.batch}")
+        return trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "partial": dict(self.partial),
+            "history": self.history,
+            "stopper": self.stopper.state_dict(),
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.batch = state["epoch"], state["batch"]
+        self.partial = dict(state["partial"])
+        self.history = list(state["history"])
+        self.stopper.load_state_dict(state["stopper"])
+        self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
+
+    def _data_record(self) -> dict[str, Any]:
+        d = self.data
+        return {"name": d.name, "source": d.source, "fingerprint": d.train.fingerprint(),
+                "users": d.n_users, "items": d.n_items, "train": d.train.nnz, "test": d.test.nnz,
+                "valid": d.valid.nnz if d.valid is not None else 0}
+
+    def _checkpoint(self) -> None:
+        if self.run is not None:
+            self.run.save(LAST, self.state_dict())
+            self.run.write_history(self.history)
+
+    # ------------------------------------------------------------------ training
+    def train_epoch(self, epoch: int) -> float:
+        """Run the remaining batches of ``epoch``; returns the mean batch loss."""
+        cfg = self.cfg
+        self.model.train()
+        last_ckpt = time.time()
+        bar = tqdm(total=len(self.sampler), initial=self.batch, desc=f"epoch {epoch + 1}",
+                   unit="batch", leave=False, disable=not cfg.progress, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        try:
+            for batch in self.sampler.epoch(epoch, start=self.batch):
+                batch = batch.to(self.device)
+                loss = self.objective(self.model, batch)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"the loss became {value} at epoch {epoch + 1}, batch {batch.index} "
+                        f"(loss={cfg.loss}, tau={cfg.tau}, lr={cfg.lr}, reg={cfg.reg}); "
+                        f"lower lr or raise tau. The last good checkpoint is "
+                        f"{self.run.path / LAST if self.run else '(not written)'}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.batch = batch.index + 1
+                self.partial["loss"] += value
+                self.partial["batches"] += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if cfg.checkpoint_every and time.time() - last_ckpt > cfg.checkpoint_every:
+                    self._add_time(t0)
+                    t0 = time.perf_counter()
+                    self._checkpoint()
+                    last_ckpt = time.time()
+        except KeyboardInterrupt:
+            self._add_time(t0)
+            self._checkpoint()
+            where = self.run.path if self.run else "(no run directory)"
+            raise Interrupted(f"interrupted at epoch {epoch + 1}, batch {self.batch}; "
+                              f"resume with: ssmrec train --resume {where}") from None
+        finally:
+            bar.close()
+        self._add_time(t0)
+        return self.partial["loss"] / max(self.partial["batches"], 1)
+
+    def _add_time(self, t0: float) -> None:
+        self.partial["seconds"] += time.perf_counter() - t0
+
+    def evaluate(self, evaluator: Evaluator) -> dict[str, float]:
+        t0 = time.perf_counter()
+        metrics = evaluator.evaluate_model(self.model)
+        self.eval_seconds += time.perf_counter() - t0
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``epochs``, early stopping or the time budget; returns the final metrics."""
+        cfg = self.cfg
+        wall0 = time.perf_counter()
+        reason = "max_epochs"
+        for epoch in range(self.epoch, cfg.epochs):
+            loss = self.train_epoch(epoch)
+            seconds = self.partial["seconds"]
+            self.train_seconds += seconds
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "train_seconds": seconds}
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                t0 = time.perf_counter()
+                metrics = self.evaluate(self.select_eval)
+                record.update(metrics)
+                record["eval_seconds"] = time.perf_counter() - t0
+                improved = self.stopper.step(epoch + 1, metrics)
+                if improved:
+                    self._save_best(epoch + 1, metrics)
+                self.echo(self._summary(record, improved))
+            record["elapsed_seconds"] = self.train_seconds + self.eval_seconds
+            self.history.append(record)
+            self.epoch, self.batch = epoch + 1, 0
+            self.partial = {"loss": 0.0, "batches": 0, "seconds": 0.0}
+            self._checkpoint()
+            if self.stopper.should_stop:
+                reason = "early_stopped"
+                break
+            if cfg.max_seconds and self.train_seconds + self.eval_seconds >= cfg.max_seconds:
+                reason = "time_budget"
+                break
+        return self.finish(reason, time.perf_counter() - wall0)
+
+    def _save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        state = {"model": self.model.state_dict(), "epoch": epoch, "metrics": metrics}
+        if self.run is not None:
+            self.run.save(BEST, state)
+        else:
+            self._best = {**state, "model": {k: v.clone() for k, v in state["model"].items()}}
+
+    def finish(self, reason: str, wall: float) -> dict[str, Any]:
+        """Restore the best model, evaluate test once under holdout, write ``metrics.json``."""
+        cfg = self.cfg
+        best = self.run.load(BEST, self.device) if self.run else getattr(self, "_best", None)
+        if best is not None:
+            self.model.load_state_dict(best["model"])
+        best_epoch = self.stopper.best_epoch
+        best_record = next((h for h in self.history if h["epoch"] == best_epoch), {})
+        keys = [k for k in best_record if "@" in k]
+        if cfg.protocol == "holdout":
+            valid = {k: best_record[k] for k in keys}
+            test = self.evaluate(self.test_eval)
+        else:
+            valid, test = None, {k: best_record[k] for k in keys}
+        result = {
+            "protocol": cfg.protocol,
+            "selection": SELECTION[cfg.protocol],
+            "metric": cfg.metric,
+            "best_epoch": best_epoch,
+            "epochs_run": self.epoch,
+            "stop_reason": reason,
+            "test": test,
+            "valid": valid,
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "seconds_per_epoch": self.train_seconds / max(self.epoch, 1),
+            "wall_seconds": wall,
+            "run_dir": str(self.run.path) if self.run else None,
+            "model": cfg.model, "loss": cfg.loss, "dataset": self.data.name, "seed": cfg.seed,
+        }
+        if self.run is not None:
+            self.run.write_metrics(result)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in test.items())
+        self.echo(f"best epoch {best_epoch} ({reason}); test: {shown}")
+        if self.run is not None:
+            self.echo(f"run directory: {self.run.path}")
+        return result
+
+    def _summary(self, record: dict[str, Any], improved: bool) -> str:
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if "@" in k)
+        which = "valid" if self.cfg.protocol == "holdout" else "test"
+        return (f"epoch {record['epoch']:>4}  loss {record['loss']:.4f}  [{which}] {shown}  "
+                f"({record['train_seconds']:.1f}s + {record['eval_seconds']:.1f}s eval)"
+                + ("  *" if improved else ""))
