@@ -14,12 +14,13 @@ MODELS = {"mf": MF, "svdpp": SVDPP, "lightgcn": LightGCN}
 
 def build_model(
     name: str, train: Interactions, dim: int = 64, *, layers: int = 1, side: str = "user",
-    a0: float = 0.5, a1: float = 0.0, fast_backward: bool = True,
+    a0: float = 0.5, a1: float = 0.0, fast: bool = True,
 ) -> Recommender:
     """Make a model by name (``mf``, ``svdpp``, ``lightgcn``) for a training set.
 
     Only the settings a model uses are passed to it (``layers`` to LightGCN; ``side``, ``a0``,
-    ``a1`` to SVD++).
+    ``a1`` to SVD++). ``fast=False`` selects the plain computation path of graph models (same
+    results to float tolerance, slower), kept for equivalence checks.
     """
     key = name.lower().replace("+", "p").replace("-", "")
     if key not in MODELS:
@@ -27,8 +28,8 @@ def build_model(
     if key == "mf":
         return MF(train.n_users, train.n_items, dim)
     if key == "svdpp":
-        return SVDPP(train, dim, side=side, a0=a0, a1=a1, fast_backward=fast_backward)
-    return LightGCN(train, dim, layers=layers, fast_backward=fast_backward)
+        return SVDPP(train, dim, side=side, a0=a0, a1=a1, fast=fast)
+    return LightGCN(train, dim, layers=layers, fast=fast)
 
 
 __all__ = ["MODELS", "MF", "SVDPP", "LightGCN", "Propagation", "Recommender", "build_model",

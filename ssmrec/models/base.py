@@ -42,10 +42,5 @@ class Recommender(nn.Module):
         """Layer-0 (ID) embeddings of the given users and items, for L2 regularisation."""
         return self.user_emb[users], self.item_emb[items]
 
-    @property
-    def needs_full_forward(self) -> bool:
-        """True when a batch's rows cost as much as the whole table (graph models)."""
-        return False
-
     def extra_repr(self) -> str:
         return f"users={self.n_users}, items={self.n_items}, dim={self.dim}"

@@ -81,6 +81,8 @@ class Propagation(torch.nn.Module):
         w: the weights (scipy CSR).
         fast_backward: use the stored transpose for the backward pass (default: True); False
             uses torch's autograd through ``torch.sparse.mm`` (the plain path, for checks).
+
+    ``forward(x)`` is the whole product; :meth:`rows` computes only selected rows of it.
     """
 
     def __init__(self, w: sp.csr_matrix, *, fast_backward: bool = True):
@@ -89,13 +91,44 @@ class Propagation(torch.nn.Module):
         self.fast_backward = fast_backward
         self.register_buffer("w", to_torch_csr(w), persistent=False)
         self.register_buffer("wt", to_torch_csr(sp.csr_matrix(w.T)), persistent=False)
-        self._scipy = w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast_backward and torch.is_grad_enabled() and x.requires_grad:
             return _SparseMM.apply(x, self.w, self.wt)
         return torch.sparse.mm(self.w, x)
 
-    def rows(self, index: np.ndarray) -> sp.csr_matrix:
-        """The scipy rows of ``W`` for ``index`` (to build batch-restricted products)."""
-        return self._scipy[index]
+    def rows(self, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(W @ x)[index]`` computed from the needed rows of ``W`` only.
+
+        A batch of a few thousand nodes touches a fraction of the graph: the selected rows form a
+        small CSR matrix, and the backward pass scatters into ``x`` only where they point.
+        """
+        crow, col, val = self.w.crow_indices(), self.w.col_indices(), self.w.values()
+        start = crow[index]
+        counts = crow[index + 1] - start
+        ends = torch.cumsum(counts, 0)
+        total = int(ends[-1]) if ends.numel() else 0
+        owner = torch.repeat_interleave(torch.arange(index.numel(), device=index.device), counts,
+                                        output_size=total)
+        pos = torch.arange(total, device=index.device) - (ends - counts)[owner] + start[owner]
+        crow_b = torch.cat([ends.new_zeros(1), ends])
+        return _RowsMM.apply(x, crow_b, col[pos], val[pos].to(x.dtype), owner)
+
+
+class _RowsMM(torch.autograd.Function):
+    """``W_b @ x`` for a small CSR ``W_b`` (rows of a graph); backward ``W_b^T @ grad`` via COO."""
+
+    @staticmethod
+    def forward(ctx, x, crow, col, val, owner):
+        w = torch.sparse_csr_tensor(crow, col, val, size=(crow.numel() - 1, x.shape[0]),
+                                    check_invariants=False)
+        ctx.save_for_backward(col, val, owner)
+        ctx.n = x.shape[0]
+        return torch.sparse.mm(w, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        col, val, owner = ctx.saved_tensors
+        wt = torch.sparse_coo_tensor(torch.stack([col, owner]), val, (ctx.n, grad.shape[0]),
+                                     check_invariants=False)
+        return torch.sparse.mm(wt, grad.contiguous()), None, None, None, None

@@ -17,19 +17,20 @@ class LightGCN(Recommender):
         train: training interactions (the graph).
         dim: embedding size (default: 64).
         layers: number of propagation layers K (default: 1).
-        fast_backward: see :class:`~ssmrec.models.graph.Propagation` (default: True).
+        fast: compute a batch's representations from the graph rows it needs (the last layer
+            only for those rows) and back-propagate through stored transposes (default: True);
+            False is the plain path (full propagation, torch's sparse autograd), for checks.
     """
 
-    def __init__(self, train: Interactions, dim: int = 64, *, layers: int = 1,
-                 fast_backward: bool = True):
+    def __init__(self, train: Interactions, dim: int = 64, *, layers: int = 1, fast: bool = True):
         super().__init__(train.n_users, train.n_items, dim)
         if layers < 0:
             raise ValueError(f"layers must be >= 0, got {layers}")
-        self.layers = layers
+        self.layers, self.fast = layers, fast
         # R_norm (users x items) and its transpose are the two off-diagonal blocks of the
         # normalised (M+N) x (M+N) adjacency; one builder serves SVD++ too.
-        self.to_users = Propagation(propagation_matrix(train, "user", 0.5, 0.5), fast_backward=fast_backward)
-        self.to_items = Propagation(propagation_matrix(train, "item", 0.5, 0.5), fast_backward=fast_backward)
+        self.to_users = Propagation(propagation_matrix(train, "user", 0.5, 0.5), fast_backward=fast)
+        self.to_items = Propagation(propagation_matrix(train, "item", 0.5, 0.5), fast_backward=fast)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         u, i = self.user_emb, self.item_emb
@@ -40,9 +41,19 @@ class LightGCN(Recommender):
         scale = 1.0 / (self.layers + 1)
         return u_sum * scale, i_sum * scale
 
-    @property
-    def needs_full_forward(self) -> bool:
-        return self.layers > 0
+    def batch_reps(self, users: torch.Tensor, items: torch.Tensor):
+        """Layers ``0..K-1`` in full (the last layer reads them), layer ``K`` for the batch's rows."""
+        if not self.fast or self.layers == 0:
+            return super().batch_reps(users, items)
+        u, i = self.user_emb, self.item_emb
+        u_sum, i_sum = u[users], i[items]
+        for _ in range(self.layers - 1):
+            u, i = self.to_users(i), self.to_items(u)
+            u_sum, i_sum = u_sum + u[users], i_sum + i[items]
+        u_sum = u_sum + self.to_users.rows(users, i)
+        i_sum = i_sum + self.to_items.rows(items, u)
+        scale = 1.0 / (self.layers + 1)
+        return u_sum * scale, i_sum * scale
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, layers={self.layers}"

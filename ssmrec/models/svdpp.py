@@ -21,23 +21,27 @@ class SVDPP(Recommender):
         side: ``"user"`` (vanilla SVD++) or ``"item"`` (default: ``"user"``).
         a0: exponent of the receiving node's degree (default: 0.5).
         a1: exponent of the sending node's degree; vanilla SVD++ has 0 (default: 0.0).
-        fast_backward: see :class:`~ssmrec.models.graph.Propagation` (default: True).
+        fast: compute a batch's representations from the graph rows it needs and
+            back-propagate through a stored transpose (default: True); False is the plain path.
     """
 
     def __init__(self, train: Interactions, dim: int = 64, *, side: str = "user", a0: float = 0.5,
-                 a1: float = 0.0, fast_backward: bool = True):
+                 a1: float = 0.0, fast: bool = True):
         super().__init__(train.n_users, train.n_items, dim)
-        self.side, self.a0, self.a1 = side, a0, a1
-        self.prop = Propagation(propagation_matrix(train, side, a0, a1), fast_backward=fast_backward)
+        self.side, self.a0, self.a1, self.fast = side, a0, a1, fast
+        self.prop = Propagation(propagation_matrix(train, side, a0, a1), fast_backward=fast)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.side == "user":
             return self.user_emb + self.prop(self.item_emb), self.item_emb
         return self.user_emb, self.item_emb + self.prop(self.user_emb)
 
-    @property
-    def needs_full_forward(self) -> bool:
-        return True
+    def batch_reps(self, users: torch.Tensor, items: torch.Tensor):
+        if not self.fast:
+            return super().batch_reps(users, items)
+        if self.side == "user":
+            return self.user_emb[users] + self.prop.rows(users, self.item_emb), self.item_emb[items]
+        return self.user_emb[users], self.item_emb[items] + self.prop.rows(items, self.user_emb)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, side={self.side}, a0={self.a0}, a1={self.a1}"

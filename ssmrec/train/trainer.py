@@ -44,6 +44,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam; the fused kernel where this torch has one for the device (several times faster on
+    CPU, same update rule)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 class Trainer:
     """Train one model with one loss on one dataset, writing a run directory.
 
@@ -71,7 +80,7 @@ class Trainer:
                                  a0=cfg.a0, a1=cfg.a1).to(self.device)
         self.objective, self.sampler = build_objective(cfg, train)
         self.objective.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
         common = dict(ks=cfg.ks, similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk,
                       device=self.device)
         if cfg.protocol == "holdout":
@@ -93,14 +102,15 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(cls, run_dir: str | Path, *, echo: Callable[[str], None] | None = print,
-               overrides: dict[str, Any] | None = None) -> Trainer:
+               overrides: dict[str, Any] | None = None, dataset: Dataset | None = None) -> Trainer:
         """Continue an interrupted run from its last checkpoint (``overrides`` may raise
-        ``epochs``, change ``device``/``threads``/``progress``)."""
+        ``epochs``, change ``device``/``threads``/``progress``; ``dataset`` defaults to
+        reloading the run's data)."""
         run = RunDir(run_dir)
         cfg = run.load_config()
         if overrides:
             cfg = cfg.replace(overrides, source="resume")
-        trainer = cls(cfg, run_dir=run.path, echo=echo)
+        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo)
         recorded = run.record().get("data", {})
         if recorded.get("fingerprint") and recorded["fingerprint"] != trainer._data_record()["fingerprint"]:
             raise TrainingError(f"{run.path}: the dataset differs from the one this run was trained "
