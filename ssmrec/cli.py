@@ -121,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--similarity", choices=("ip", "cos"), default=None)
     p.add_argument("--chunk", type=int, default=4096)
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("experiment", help="run a grid of runs declared in a TOML file (resumable)")
+    p.add_argument("grid", nargs="+", help="grid file(s), e.g. experiments/table3.toml")
+    p.add_argument("--records", default="results/records", help="where result records go")
+    p.add_argument("--runs", default="runs/experiments", help="where run directories go")
+    p.add_argument("--only", default=None, help="run only cells whose id contains this text")
+    p.add_argument("--dry-run", action="store_true", help="list what would run")
+    p.add_argument("--device", default=None, help="override every cell's device")
+    p.add_argument("--threads", type=int, default=None, help="override every cell's torch threads")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     return parser
 
 
@@ -247,7 +257,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate,
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from ssmrec.experiments import Runner, load_grid
+
+    overrides = {k: v for k, v in (("device", args.device), ("threads", args.threads),
+                                   ("progress", args.progress)) if v is not None}
+    runner = Runner(args.records, args.runs, overrides=overrides, echo=lambda m: print(m, flush=True))
+    for path in args.grid:
+        grid = load_grid(path)
+        print(f"{grid.name}: {len(grid.cells)} cells from {path}", flush=True)
+        runner.run_grid(grid, only=args.only, dry_run=args.dry_run)
+    return 0
+
+
+COMMANDS = {"experiment": cmd_experiment, "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate,
             "recommend": cmd_recommend}
 
 

@@ -169,7 +169,7 @@ def test_softmax_matches_naive_loop():
     for sim in ("cos", "ip"):
         want = 0.0
         for r in range(b):
-            def f(j, r=r):
+            def f(j, r=r, sim=sim):
                 a, c = u[r], items[j]
                 if sim == "cos":
                     a, c = a / a.norm(), c / c.norm()

@@ -102,6 +102,8 @@ def load_dataset(cfg: DataConfig, protocol: str = "paper") -> Dataset:
 
 
 def _load_raw(cfg: DataConfig) -> Dataset:
+    if _is_registry_name(cfg.dataset):
+        return _load_registry(cfg)
     path = Path(cfg.dataset).expanduser()
     if path.is_dir():
         return _load_folder(path)
@@ -109,6 +111,22 @@ def _load_raw(cfg: DataConfig) -> Dataset:
         return _load_single(path, cfg)
     if "/" in cfg.dataset or cfg.dataset.startswith("."):
         raise DataError(f"{cfg.dataset}: no such file or folder")
+    raise DataError(f"unknown dataset {cfg.dataset!r}: not a file or folder, and not one of the "
+                    f"registered datasets {', '.join(registry.REGISTRY)}")
+
+
+def _is_registry_name(name: str) -> bool:
+    """A bare registry name (not a path like ``./gowalla``) always means the registry dataset."""
+    if "/" in name or name.startswith("."):
+        return False
+    try:
+        registry.get_spec(name)
+        return True
+    except DataError:
+        return False
+
+
+def _load_registry(cfg: DataConfig) -> Dataset:
     spec = registry.get_spec(cfg.dataset)
     paths = registry.locate(spec.name, cfg.data_dir, allow_download=cfg.download)
     remotes = {f.role: f for f in spec.files}

@@ -39,10 +39,13 @@ class Interactions:
     def __post_init__(self) -> None:
         self.indptr = np.ascontiguousarray(self.indptr, dtype=np.int64)
         self.indices = np.ascontiguousarray(self.indices, dtype=np.int64)
+        label = self.name or "interactions"
         if self.indptr.shape != (self.n_users + 1,):
-            raise DataError(f"{self.name or 'interactions'}: indptr must have n_users + 1 entries")
+            raise DataError(f"{label}: indptr must have n_users + 1 entries")
+        if self.indptr[0] != 0 or self.indptr[-1] != self.indices.size or (np.diff(self.indptr) < 0).any():
+            raise DataError(f"{label}: indptr must start at 0, never decrease and end at len(indices)")
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= self.n_items):
-            raise DataError(f"{self.name or 'interactions'}: item id outside [0, {self.n_items})")
+            raise DataError(f"{label}: item id outside [0, {self.n_items})")
 
     # ------------------------------------------------------------------ construction
     @classmethod

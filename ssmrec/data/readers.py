@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +50,70 @@ class PairTable:
         return int(self.users.size)
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+
 def _open_text(path: Path) -> str:
+    """The whole text of a file, gunzipped when it is gzip data (by content, not only by name).
+
+    A missing, truncated, corrupt or non-UTF-8 file gives a :class:`DataError` that names the
+    file and the (1-based) line at which reading failed.
+    """
+    chunks: list[bytes] = []
+    gz = False
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                return f.read()
-        return path.read_text(encoding="utf-8")
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == _GZIP_MAGIC
+        if path.suffix == ".gz" and not gz:
+            raise DataError(f"{path}: not a gzip file (the name ends in .gz)")
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            while chunk := f.read(_CHUNK):
+                chunks.append(chunk)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot be read ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a file") from None
+    except (OSError, EOFError, zlib.error) as e:
+        if not gz:
+            raise DataError(f"{path}: cannot be read ({e})") from None
+        line = _readable_lines(path) + 1
+        raise DataError(f"{path}, line {line}: cannot be read, the gzip data is truncated or "
+                        f"corrupt ({e})") from None
+    data = b"".join(chunks)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return text[1:] if text.startswith("\ufeff") else text  # drop a byte-order mark
+
+
+def _readable_lines(path: Path) -> int:
+    """How many complete lines can be read from a damaged file before the damage (small reads,
+    so that little of what decompresses is lost when the error comes)."""
+    count = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(4096):
+                count += chunk.count(b"\n")
+    except (OSError, EOFError, zlib.error):
+        pass
+    return count
+
+
+def _lines(text: str) -> list[str]:
+    """Split on ``\\n``, ``\\r\\n`` or ``\\r`` only (``str.splitlines`` also splits on form feeds
+    and other characters, which would shift the line numbers errors report)."""
+    lines = _NEWLINE.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_DIGITS_ONLY = re.compile(r"[0-9\s]*")
+_INT_TOKEN = re.compile(r"-?[0-9]+")
 
 
 # ---------------------------------------------------------------------------- LightGCN text
@@ -72,21 +127,21 @@ def read_lightgcn(path: str | os.PathLike) -> PairTable:
     text = _open_text(path)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
+    strict = _DIGITS_ONLY.fullmatch(text) is None  # some token is not a plain non-negative int
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     max_user = -1
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(_lines(text), start=1):
         tokens = line.split()
         if not tokens:
             continue
+        if strict:
+            _check_int_tokens(tokens, path, lineno)
         try:
-            ids = np.array([int(t) for t in tokens], dtype=np.int64)
-        except ValueError:
-            bad = next(t for t in tokens if not _is_int(t))
-            raise DataError(f"{path}, line {lineno}: {bad!r} is not an integer id") from None
-        if (ids < 0).any():
-            bad = int(ids[ids < 0][0])
-            raise DataError(f"{path}, line {lineno}: negative id {bad}")
+            ids = np.array(tokens, dtype=np.int64)
+        except OverflowError:
+            bad = next(t for t in tokens if int(t) >= 2**63)
+            raise DataError(f"{path}, line {lineno}: id {bad} is too large") from None
         max_user = max(max_user, int(ids[0]))
         if ids.size > 1:
             users.append(np.full(ids.size - 1, ids[0], dtype=np.int64))
@@ -96,12 +151,12 @@ def read_lightgcn(path: str | os.PathLike) -> PairTable:
     return PairTable(u, i, str(path), integer_ids=True, n_users_hint=max_user + 1)
 
 
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-        return True
-    except ValueError:
-        return False
+def _check_int_tokens(tokens: list[str], path: Path, lineno: int) -> None:
+    for t in tokens:
+        if _INT_TOKEN.fullmatch(t) is None:
+            raise DataError(f"{path}, line {lineno}: {t!r} is not an integer id")
+        if int(t) < 0:
+            raise DataError(f"{path}, line {lineno}: negative id {t}")
 
 
 # ---------------------------------------------------------------------------- delimited pairs
@@ -121,14 +176,15 @@ def read_pairs(
 
     Args:
         path: the file.
-        sep: field separator (default: sniffed from the first line: tab, comma, ``;``, ``|``
-            or whitespace).
+        sep: field separator (default: sniffed from the first line: tab, ``::``, comma, ``;``,
+            ``|`` or whitespace).
         header: whether the first row names the columns (default: detected; a first row whose
             user and item fields are known column names such as ``user_id``/``item_id``).
         user_col, item_col: column names (with a header) or positions (default: the first
             column whose name looks like a user/item id, else positions 0 and 1).
         rating_col, time_col: optional rating / timestamp columns (default: detected by name,
-            else positions 2 and 3 when present and numeric).
+            else positions 2 and 3 when present and mostly numeric; a value there that is not a
+            number is then an error). ``-1`` means none.
         integer_ids: keep integer ids as they are instead of mapping them to contiguous
             indices (default: ``False``; string ids are always mapped).
         min_rating: keep only rows with rating >= this value (default: keep all).
@@ -138,59 +194,97 @@ def read_pairs(
         raise DataError(f"{path}: no such file")
     if path.suffix == ".parquet":
         frame = _read_parquet(path)
-        first_data_line = None
+        where = _Where(None)
     else:
-        text = _open_text(path)
-        if not text.strip():
-            raise DataError(f"{path}: file is empty")
-        first = text.lstrip("\n").split("\n", 1)[0]
-        sep = sep or _sniff_sep(first)
-        fields = _split(first, sep)
-        if header is None:
-            header = _looks_like_header(fields)
-        try:
-            frame = pd.read_csv(
-                io.StringIO(text),
-                sep=sep if sep != " " else r"\s+",
-                header=0 if header else None,
-                dtype=str,
-                keep_default_na=False,
-                engine="c" if sep != " " else "python",
-                skip_blank_lines=True,
-            )
-        except pd.errors.ParserError as e:
-            raise DataError(f"{path}: malformed row ({_pandas_line(e)})") from None
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path}: file holds a header and no rows") from None
-        first_data_line = 2 if header else 1
-        if not header:
-            frame.columns = list(range(frame.shape[1]))
+        frame, where = _read_delimited(path, sep, header)
     if frame.shape[0] == 0:
         raise DataError(f"{path}: no rows")
     if frame.shape[1] < 2:
         raise DataError(f"{path}: need at least a user and an item column, found {frame.shape[1]}")
-    ucol = _pick(frame, user_col, USER_NAMES, 0, path, "user")
-    icol = _pick(frame, item_col, ITEM_NAMES, 1, path, "item")
+    ucol = _pick(frame, user_col, USER_NAMES, set(), path, "user")
+    icol = _pick(frame, item_col, ITEM_NAMES, {ucol}, path, "item")
+    if ucol == icol:
+        raise DataError(f"{path}: the user and the item column are the same column {ucol!r}")
     rcol = _pick_optional(frame, rating_col, RATING_NAMES, 2, {ucol, icol}, path)
     tcol = _pick_optional(frame, time_col, TIME_NAMES, 3, {ucol, icol, rcol}, path)
-    users = frame[ucol].to_numpy(dtype=str)
-    items = frame[icol].to_numpy(dtype=str)
-    for arr, what in ((users, "user"), (items, "item")):
-        empty = np.flatnonzero(np.char.str_len(arr) == 0) if arr.size else []
-        if len(empty):
-            raise DataError(f"{path}{_where(first_data_line, empty[0])}: empty {what} id")
-    ratings = _numeric(frame[rcol], path, first_data_line, "rating") if rcol is not None else None
-    stamps = _numeric(frame[tcol], path, first_data_line, "timestamp") if tcol is not None else None
+    users = _ids(frame[ucol], path, where, "user")
+    items = _ids(frame[icol], path, where, "item")
+    ratings = _numeric(frame[rcol], path, where, "rating") if rcol is not None else None
+    stamps = _numeric(frame[tcol], path, where, "timestamp") if tcol is not None else None
+    if integer_ids:  # before any filtering, so that errors point at the right line
+        users = _as_ids(frame[ucol], users, path, where, "user")
+        items = _as_ids(frame[icol], items, path, where, "item")
     if min_rating is not None:
         if ratings is None:
             raise DataError(f"{path}: min_rating={min_rating} given but the file has no rating column")
         keep = ratings >= min_rating
         users, items, ratings = users[keep], items[keep], ratings[keep]
         stamps = stamps[keep] if stamps is not None else None
-    if integer_ids:
-        users = _as_ids(users, path, first_data_line, "user")
-        items = _as_ids(items, path, first_data_line, "item")
     return PairTable(users, items, str(path), integer_ids, ratings, stamps)
+
+
+class _Where:
+    """Turns a data-row index into ``", line N"`` (text files) or ``", row N"`` (Parquet)."""
+
+    def __init__(self, line_numbers: np.ndarray | None):
+        self.line_numbers = line_numbers
+
+    def __call__(self, row: int) -> str:
+        if self.line_numbers is None:
+            return f", row {int(row) + 1}"
+        return f", line {int(self.line_numbers[row])}"
+
+
+def _field_count(line: str, sep: str) -> int:
+    return len(line.split()) if sep == " " else line.count(sep) + 1
+
+
+def _check_field_counts(path: Path, lines: list[str], numbers: np.ndarray, sep: str, text: str) -> None:
+    expected = _field_count(lines[numbers[0] - 1], sep)
+    total = len(text.split()) if sep == " " else text.count(sep) + len(numbers)
+    if total == expected * len(numbers):
+        return  # fast path; a row too long that another too short hides is left to pandas
+    for k in numbers:
+        found = _field_count(lines[k - 1], sep)
+        if found != expected:
+            raise DataError(f"{path}, line {k}: malformed row, expected {expected} fields "
+                            f"(as on line {numbers[0]}), found {found}")
+
+
+def _read_delimited(path: Path, sep: str | None, header: bool | None) -> tuple[pd.DataFrame, _Where]:
+    text = _open_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    lines = _lines(text)
+    # 1-based numbers of the non-blank lines (pandas skips blank and whitespace-only lines too)
+    numbers = np.flatnonzero([bool(line.strip()) for line in lines]) + 1
+    first = lines[numbers[0] - 1]
+    sep = sep or _sniff_sep(first)
+    if header is None:
+        header = _looks_like_header(_split(first, sep))
+    if '"' not in text:  # no quoting: every row must have as many fields as the first one
+        _check_field_counts(path, lines, numbers, sep, text)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=r"\s+" if sep == " " else (re.escape(sep) if len(sep) > 1 else sep),
+            header=0 if header else None,
+            dtype=str,
+            keep_default_na=False,
+            engine="python" if len(sep) > 1 else "c",
+            skip_blank_lines=True,
+        )
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}{_pandas_line(e)}: malformed row ({_first_line(e)})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: no rows") from None
+    if header:
+        numbers = numbers[1:]
+    else:
+        frame.columns = list(range(frame.shape[1]))
+    if len(numbers) != frame.shape[0]:  # quoted fields spanning lines: row numbers instead
+        return frame, _Where(None)
+    return frame, _Where(numbers)
 
 
 def read_recbole(path: str | os.PathLike, *, user_field: str = "user_id", item_field: str = "item_id",
@@ -200,13 +294,17 @@ def read_recbole(path: str | os.PathLike, *, user_field: str = "user_id", item_f
     text = _open_text(path)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
-    head = _split(text.split("\n", 1)[0], "\t")
-    fields = {h.split(":", 1)[0]: h for h in head}
+    lines = _lines(text)
+    lineno = next(k for k, line in enumerate(lines, 1) if line.strip())
+    head = lines[lineno - 1].split("\t")
     if not all(":" in h for h in head):
-        raise DataError(f"{path}, line 1: not a RecBole header (fields look like 'user_id:token')")
+        raise DataError(f"{path}, line {lineno}: not a RecBole header (tab-separated fields like "
+                        f"'user_id:token'), got {head}")
+    fields = {h.split(":", 1)[0]: h for h in head}
     for want in (user_field, item_field):
         if want not in fields:
-            raise DataError(f"{path}, line 1: no '{want}' field in the header {head}")
+            raise DataError(f"{path}, line {lineno}: no '{want}' field in the header {head}; "
+                            f"a RecBole .inter file needs '{user_field}:token' and '{item_field}:token'")
     rating = next((fields[n] for n in ("rating", "score") if n in fields), None)
     stamp = fields.get("timestamp")
     return read_pairs(
@@ -223,9 +321,12 @@ def read_any(path: str | os.PathLike, **kwargs) -> PairTable:
         return read_recbole(path, **{k: v for k, v in kwargs.items() if k == "min_rating"})
     if name.endswith((".csv", ".tsv", ".parquet", ".dat")):
         return read_pairs(path, **kwargs)
-    first = _open_text(path).lstrip("\n").split("\n", 1)[0]
-    if "," in first or "\t" in first or ";" in first:
+    first = next((line for line in _lines(_open_text(path)) if line.strip()), "")
+    if any(sep in first for sep in ("\t", "::", ",", ";", "|")):
         return read_pairs(path, **kwargs)
+    if kwargs.get("min_rating") is not None:
+        raise DataError(f"{path}: min_rating given but the file is in the LightGCN format "
+                        "(user item item ...), which has no ratings")
     return read_lightgcn(path)
 
 
@@ -288,7 +389,7 @@ def _report_duplicates(t: PairTable, inter: Interactions) -> None:
 
 # ---------------------------------------------------------------------------- helpers
 def _sniff_sep(line: str) -> str:
-    for sep in ("\t", ",", ";", "|"):
+    for sep in ("\t", "::", ",", ";", "|"):
         if sep in line:
             return sep
     return " "
@@ -297,6 +398,8 @@ def _sniff_sep(line: str) -> str:
 def _split(line: str, sep: str) -> list[str]:
     if sep == " ":
         return line.split()
+    if len(sep) > 1:
+        return line.split(sep)
     return next(csv.reader([line], delimiter=sep))
 
 
@@ -307,13 +410,15 @@ def _norm(name: str) -> str:
 def _looks_like_header(fields: list[str]) -> bool:
     if len(fields) < 2:
         return False
-    names = [_norm(f) for f in fields[:2]]
+    names = [_norm(f) for f in fields]
     if names[0] in USER_NAMES or names[1] in ITEM_NAMES:
         return True
+    if any(n in USER_NAMES for n in names) and any(n in ITEM_NAMES for n in names):
+        return True  # e.g. ``item_id,user_id``
     return ":" in fields[0] and ":" in fields[1]
 
 
-def _pick(frame: pd.DataFrame, given, names, position: int, path: Path, what: str):
+def _pick(frame: pd.DataFrame, given, names, taken: set, path: Path, what: str):
     cols = list(frame.columns)
     if given is not None:
         if given in cols:
@@ -322,9 +427,15 @@ def _pick(frame: pd.DataFrame, given, names, position: int, path: Path, what: st
             return cols[given]
         raise DataError(f"{path}: no {what} column {given!r}; columns are {[str(c) for c in cols]}")
     for c in cols:
-        if isinstance(c, str) and _norm(c) in names:
+        if isinstance(c, str) and _norm(c) in names and c not in taken:
             return c
-    return cols[position]
+    # no column named like one: the first free column of those not named like the other id
+    other = ITEM_NAMES if names is USER_NAMES else USER_NAMES
+    free = [c for c in cols if c not in taken and not (isinstance(c, str) and _norm(c) in other)]
+    if not free:
+        raise DataError(f"{path}: cannot tell which column holds the {what} ids; columns are "
+                        f"{[str(c) for c in cols]}")
+    return free[0]
 
 
 def _pick_optional(frame, given, names, position, taken, path):
@@ -342,39 +453,55 @@ def _pick_optional(frame, given, names, position, taken, path):
             return c
     if all(isinstance(c, int) for c in cols) and position < len(cols) and cols[position] not in taken:
         col = frame[cols[position]]
-        if pd.to_numeric(col, errors="coerce").notna().all():
+        # a column that is mostly numbers is the rating/time column; its bad values are errors
+        if pd.to_numeric(col, errors="coerce").notna().mean() >= 0.5:
             return cols[position]
     return None
 
 
-def _where(first_data_line: int | None, row: int) -> str:
-    return "" if first_data_line is None else f", line {first_data_line + int(row)}"
+def _ids(col: pd.Series, path: Path, where: _Where, what: str) -> np.ndarray:
+    missing = np.flatnonzero(col.isna().to_numpy())
+    if missing.size:
+        raise DataError(f"{path}{where(missing[0])}: missing {what} id")
+    arr = col.astype(str).str.strip().to_numpy(dtype=str)
+    empty = np.flatnonzero(np.char.str_len(arr) == 0) if arr.size else []
+    if len(empty):
+        raise DataError(f"{path}{where(empty[0])}: empty {what} id")
+    return arr
 
 
-def _numeric(col: pd.Series, path, first_line, what) -> np.ndarray:
+def _numeric(col: pd.Series, path: Path, where: _Where, what: str) -> np.ndarray:
     values = pd.to_numeric(col, errors="coerce")
     bad = np.flatnonzero(values.isna().to_numpy())
     if bad.size:
-        raise DataError(f"{path}{_where(first_line, bad[0])}: {col.iloc[bad[0]]!r} is not a number ({what})")
+        raise DataError(f"{path}{where(bad[0])}: {str(col.iloc[bad[0]])!r} is not a number ({what})")
     return values.to_numpy(dtype=np.float64)
 
 
-def _as_ids(arr: np.ndarray, path, first_line, what) -> np.ndarray:
-    values = pd.to_numeric(pd.Series(arr), errors="coerce")
-    ok = values.notna().to_numpy() & (values.to_numpy() == np.floor(values.to_numpy()))
+def _as_ids(col: pd.Series, arr: np.ndarray, path: Path, where: _Where, what: str) -> np.ndarray:
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(values).any():  # maybe only surrounding spaces: try the stripped ids
+        values = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    ok = np.isfinite(values) & (values == np.floor(values))
     bad = np.flatnonzero(~ok)
     if bad.size:
-        raise DataError(f"{path}{_where(first_line, bad[0])}: {arr[bad[0]]!r} is not an integer {what} id")
-    ids = values.to_numpy(dtype=np.int64)
-    neg = np.flatnonzero(ids < 0)
+        raise DataError(f"{path}{where(bad[0])}: {str(arr[bad[0]])!r} is not an integer {what} id")
+    neg = np.flatnonzero(values < 0)
     if neg.size:
-        raise DataError(f"{path}{_where(first_line, neg[0])}: negative {what} id {ids[neg[0]]}")
-    return ids
+        raise DataError(f"{path}{where(neg[0])}: negative {what} id {str(arr[neg[0]])}")
+    if values.size and values.max() >= 2**53:
+        raise DataError(f"{path}: {what} ids above 2**53 are not supported as integers; "
+                        "read them as string ids (integer_ids=False)")
+    return values.astype(np.int64)
 
 
 def _pandas_line(err: Exception) -> str:
     m = re.search(r"line (\d+)", str(err))
-    return f"line {m.group(1)}: {err}" if m else str(err)
+    return f", line {m.group(1)}" if m else ""
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -384,4 +511,5 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: reading Parquet needs pyarrow ({e})") from None
     except Exception as e:  # pyarrow raises its own error types
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
-    return frame.astype(str)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame

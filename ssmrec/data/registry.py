@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,8 +120,9 @@ REGISTRY: dict[str, DatasetSpec] = {
 
 
 def get_spec(name: str) -> DatasetSpec:
+    key = name.strip().lower()
     for spec in REGISTRY.values():
-        if name == spec.name or name in spec.aliases:
+        if key == spec.name or key in spec.aliases:
             return spec
     raise DataError(f"unknown dataset {name!r}; registered: {', '.join(REGISTRY)} "
                     "(or pass a folder holding train.txt/test.txt, or a single interaction file)")
@@ -139,7 +141,11 @@ def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
     if os.environ.get("SSMREC_DATA"):
         roots.append(Path(os.environ["SSMREC_DATA"]))
     roots.append(cache_dir())
-    return roots
+    unique: list[Path] = []
+    for r in roots:
+        if r not in unique:
+            unique.append(r)
+    return unique
 
 
 def find_local(spec: DatasetSpec, roots: list[Path]) -> dict[str, Path | None]:
@@ -172,38 +178,56 @@ def file_digest(path: Path, algo: str, *, decompress: bool = False) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, remote: RemoteFile) -> None:
-    """Check a file against the registry's checksum; a :class:`DataError` on mismatch."""
+def verify(path: Path, remote: RemoteFile, *, label: str | None = None) -> None:
+    """Check a file against the registry's checksum; a :class:`DataError` on mismatch.
+
+    ``label`` names the file in messages (default: its path).
+    """
+    label = label or str(path)
     gz = path.suffix == ".gz"
+    checks = []
     if gz and remote.gz_sha256:
-        checks = [("sha256", remote.gz_sha256, False)]
-    else:
-        checks = [(a, getattr(remote, a), gz) for a in ("sha256", "md5", "git_sha1") if getattr(remote, a)]
+        checks.append(("sha256", remote.gz_sha256, False))
+    # the checksum of the content: for a .gz that is not byte-identical to the shipped one (gzipped
+    # by the user with other settings), the uncompressed content is what must match
+    raw = next(((a, getattr(remote, a)) for a in ("sha256", "md5", "git_sha1") if getattr(remote, a)), None)
+    if raw is not None:
+        checks.append((raw[0], raw[1], gz))
     if not checks:
-        log.warning("%s: no checksum registered, not verified", path)
+        log.warning("%s: no checksum registered, not verified", label)
         return
-    algo, expected, decompress = checks[0]
-    try:
-        actual = file_digest(path, algo, decompress=decompress)
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot be read for checksum ({e})") from None
-    if actual != expected:
+    mismatch = []
+    for algo, expected, decompress in checks:
+        try:
+            actual = file_digest(path, algo, decompress=decompress)
+        except (OSError, EOFError, zlib.error) as e:
+            if mismatch:  # the .gz checksum already failed: report that, with the reason
+                mismatch.append(f"and the content cannot be decompressed: {e}")
+                break
+            raise DataError(f"{label}: cannot be read for checksum, the file is truncated or corrupt "
+                            f"({e}); replace it with {remote.url}") from None
+        if actual == expected:
+            return
         what = f"{algo} of the uncompressed content" if decompress else algo
-        raise DataError(
-            f"{path}: checksum mismatch ({what} is {actual}, the registry expects {expected}). "
-            f"The file is corrupt or a different version; replace it with {remote.url}"
-        )
+        mismatch.append(f"{what} is {actual}, the registry expects {expected}")
+    raise DataError(
+        f"{label}: checksum mismatch ({'; '.join(mismatch)}). "
+        f"The file is corrupt or a different version; replace it with {remote.url}"
+    )
 
 
 def download(remote: RemoteFile, dest_dir: Path) -> Path:
     """Fetch one file into ``dest_dir`` atomically and verify it."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / remote.filename
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{remote.filename}.")
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{remote.filename}.", suffix=".part")
     try:
-        with urllib.request.urlopen(remote.url, timeout=60) as r, os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as r:
             shutil.copyfileobj(r, out)
-        verify(Path(tmp), remote)
+        try:
+            verify(Path(tmp), remote, label=f"{remote.url} (downloaded for {dest})")
+        except DataError as e:
+            raise DataError(f"{e}. Nothing was saved.") from None
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -235,7 +259,7 @@ def locate(
                 errors.append(f"{f.url}: {e}")
     missing = [f for f in spec.files if found[f.role] is None]
     if missing:
-        where = "\n".join(f"  {r / spec.name}/" for r in roots)
+        where = "\n".join(f"  {r / folder}/" for r in roots for folder in spec.folders)
         names = ", ".join(f"{f.filename} (or {f.filename}.gz)" for f in missing)
         sources = "\n".join(f"  {f.filename}: {f.url}" for f in missing)
         msg = (f"dataset {spec.name!r}: {names} not found. Looked in:\n{where}\n"

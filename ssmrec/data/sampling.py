@@ -38,11 +38,13 @@ class Batch:
 
 def sample_unseen(
     train: Interactions, users: np.ndarray, n: int, rng: np.random.Generator,
-    keys: np.ndarray | None = None, max_rounds: int = 100,
+    keys: np.ndarray | None = None, rounds: int = 8,
 ) -> np.ndarray:
     """Draw ``n`` items per user uniformly among the items that user has not interacted with.
 
-    Rejection sampling, vectorised: draw all, re-draw the rejected ones, repeat.
+    Rejection sampling, vectorised: draw all, re-draw the rejected ones, repeat. After ``rounds``
+    rounds the few draws still rejected (users who have seen most of the catalogue) are taken
+    directly from their user's unseen items, so the result is exact and always terminates.
     Returns an ``(len(users), n)`` int64 array.
     """
     if keys is None:
@@ -53,32 +55,45 @@ def sample_unseen(
         raise DataError(f"user {int(users[full][0])} has interacted with every item; "
                         "no negative can be sampled")
     out = rng.integers(0, train.n_items, size=(users.size, n), dtype=np.int64)
+    if keys.size == 0:
+        return out
     flat_users = np.repeat(users, n)
     todo = np.arange(out.size)
-    for _ in range(max_rounds):
+    for _ in range(rounds):
         q = flat_users[todo] * train.n_items + out.flat[todo]
         pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
         todo = todo[keys[pos] == q]
         if todo.size == 0:
             return out
         out.flat[todo] = rng.integers(0, train.n_items, size=todo.size, dtype=np.int64)
-    raise DataError(f"negative sampling did not converge after {max_rounds} rounds")
+    q = flat_users[todo] * train.n_items + out.flat[todo]
+    pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
+    todo = todo[keys[pos] == q]
+    for user in np.unique(flat_users[todo]):
+        slots = todo[flat_users[todo] == user]
+        unseen = np.setdiff1d(np.arange(train.n_items), train.row(user), assume_unique=True)
+        out.flat[slots] = rng.choice(unseen, size=slots.size)
+    return out
 
 
 class PopularityNegatives:
     """Items drawn with probability proportional to ``(degree + smoothing) ** beta``.
 
-    ``beta=0`` is uniform, ``beta=1`` is the in-batch (empirical frequency) distribution.
+    ``beta=0`` is uniform; ``beta=1, smoothing=0`` is the in-batch (empirical frequency)
+    distribution; the default smoothing of 1 keeps items never seen in training drawable.
     """
 
     def __init__(self, item_degree: np.ndarray, beta: float = 0.0, smoothing: float = 1.0):
         w = (np.asarray(item_degree, np.float64) + smoothing) ** beta
+        if not np.isfinite(w).all() or w.sum() <= 0:
+            raise DataError(f"negative sampling weights (degree + {smoothing}) ** {beta} are not a distribution")
         self.prob = w / w.sum()
         self._cdf = np.cumsum(self.prob)
-        self._cdf[-1] = 1.0
+        self._last = int(np.flatnonzero(self.prob > 0)[-1])
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.searchsorted(self._cdf, rng.random(n), side="right").astype(np.int64)
+        r = rng.random(n) * self._cdf[-1]
+        return np.minimum(np.searchsorted(self._cdf, r, side="right"), self._last).astype(np.int64)
 
 
 def log_expected_counts(
@@ -158,6 +173,8 @@ class PairSampler:
         With ``world > 1`` each rank gets a contiguous, near-equal slice of every global batch
         (the global batch is unchanged, so negatives and shuffles match a single process).
         """
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, {world}), got {rank}")
         perm = self.permutation(epoch)
         for b in range(start, len(self)):
             sel = perm[b * self.batch_size : (b + 1) * self.batch_size]

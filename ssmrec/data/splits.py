@@ -47,7 +47,13 @@ def ratio_split(
         raise DataError(f"split ratios must be three non-negative numbers summing to 1 with a "
                         f"positive train share, got {tuple(ratios)}")
     rng = np.random.default_rng(seed)
-    key = rng.random(inter.nnz) if timestamps is None else np.asarray(timestamps, np.float64)
+    if timestamps is None:
+        key = rng.random(inter.nnz)
+    else:
+        key = np.asarray(timestamps, np.float64)
+        if key.shape != (inter.nnz,):
+            raise DataError(f"{inter.name or 'interactions'}: {key.size} timestamps given for "
+                            f"{inter.nnz} pairs; they must align with the stored pairs")
     rank = _rank_within_user(inter, key)
     n = inter.user_degree
     n_test = np.minimum(_stochastic_round(n * r[2], rng), np.maximum(n - 1, 0))

@@ -34,7 +34,8 @@ def synthetic(
     traits = rng.normal(size=(n_items, dim))
     pop = popularity * np.log1p(rng.pareto(1.5, n_items))
     logits = taste @ traits.T / np.sqrt(dim) * 2.0 + pop
-    counts = rng.integers(per_user[0], min(per_user[1], n_items) + 1, n_users)
+    hi = min(per_user[1], n_items)
+    counts = rng.integers(min(per_user[0], hi), hi + 1, n_users)
     # Gumbel top-k: a sample without replacement from softmax(logits) per user
     g = logits + rng.gumbel(size=logits.shape)
     order = np.argsort(-g, axis=1)

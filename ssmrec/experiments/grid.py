@@ -1,0 +1,167 @@
+"""Experiment grids declared in TOML: datasets x models x losses x settings x seeds.
+
+A grid file looks like::
+
+    name = "table3"
+    [base]                     # settings of every cell (any `ssmrec train` setting)
+    protocol = "paper"
+    epochs = 300
+    max_seconds = 5400
+    [axes]                     # cartesian product applied to every cell
+    dataset = ["gowalla", "yelp2018"]
+    [dataset.gowalla]          # per-dataset settings (the study's per-dataset choices)
+    tau = 0.12
+    [[cell]]                   # one entry per variant; a list value is an axis of its own
+    model = "lightgcn"
+    loss = "ssm"
+    seed = [0, 1, 2]
+    [[cell]]
+    model = "svdpp"
+    side = ["user", "item"]
+    loss = ["bpr", "ssm"]
+    search = "tau"             # tune tau first (coarse grid, then a fine grid around the best)
+
+Precedence (later wins): ``base`` < ``axes`` < ``dataset.<name>`` < ``cell``. Every resolved cell
+is a full :class:`~ssmrec.train.config.TrainConfig`; its id is readable and ends with a hash of
+the settings that affect results, so editing a setting makes a new cell instead of silently
+reusing an old result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ssmrec.train.config import ConfigError, TrainConfig
+
+# settings that do not change what a run computes (where, how fast, how loud)
+RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_dir", "download", "eval_chunk"}
+# cell keys that are not training settings
+CELL_KEYS = {"search", "similarities", "name"}
+
+
+@dataclass
+class Search:
+    """The study's temperature search: a coarse grid, then a fine grid around the best value."""
+
+    param: str = "tau"
+    coarse: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0)
+    step: float = 0.02
+    span: int = 2
+    seed: int = 0
+
+    def fine(self, best: float) -> list[float]:
+        vals = [round(best + k * self.step, 6) for k in range(-self.span, self.span + 1)]
+        return [v for v in vals if v > 0]
+
+
+@dataclass
+class Cell:
+    """One resolved run of a grid."""
+
+    experiment: str
+    cfg: TrainConfig
+    similarities: tuple[str, ...] = ("ip",)
+    search: str | None = None
+    tag: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> dict[str, Any]:
+        d = self.cfg.to_dict()
+        return {k: v for k, v in sorted(d.items()) if k not in RUN_ONLY}
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    @property
+    def id(self) -> str:
+        c = self.cfg
+        model = c.model
+        if c.model == "lightgcn":
+            model += f"-L{c.layers}"
+        elif c.model == "svdpp":
+            model += f"-{c.side}-a{c.a0:g}-{c.a1:g}"
+        sim = f"-{c.similarity}" if c.similarity else ""
+        name = Path(c.dataset).name.split(".")[0]
+        tag = f"-{self.tag}" if self.tag else ""
+        return f"{name}-{model}-{c.loss}{sim}{tag}-s{c.seed}-{self.digest}"
+
+
+@dataclass
+class Grid:
+    name: str
+    path: Path
+    cells: list[Cell]
+    search: Search
+    description: str = ""
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list) else [v]
+
+
+def _product(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = list(settings)
+    out = []
+    for combo in itertools.product(*(_as_list(settings[k]) for k in keys)):
+        out.append(dict(zip(keys, combo)))
+    return out
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Parse and expand a grid file; every cell's settings are validated up front."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    name = raw.get("name") or path.stem
+    base = raw.get("base", {})
+    axes = raw.get("axes", {})
+    per_dataset = raw.get("dataset", {})
+    cells_raw = raw.get("cell") or [{}]
+    s = raw.get("search", {})
+    search = Search(
+        param=s.get("param", "tau"), coarse=tuple(s.get("coarse", Search.coarse)),
+        step=float(s.get("step", Search.step)), span=int(s.get("span", Search.span)),
+        seed=int(s.get("seed", 0)),
+    )
+    known = TrainConfig.field_names()
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    for n, spec in enumerate(cells_raw, start=1):
+        where = f"{path} [[cell]] #{n}"
+        unknown = set(spec) - known - CELL_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}")
+        train_part = {k: v for k, v in spec.items() if k not in CELL_KEYS}
+        for point in _product({**axes, **train_part}):
+            from_axes = {k: v for k, v in point.items() if k not in train_part}
+            from_cell = {k: v for k, v in point.items() if k in train_part}
+            ds = point.get("dataset", base.get("dataset", "gowalla"))
+            settings = {**base, **from_axes, **per_dataset.get(ds, {}), **from_cell}
+            cfg = TrainConfig.from_dict(settings, source=where)
+            cell = Cell(name, cfg, tuple(_as_list(spec.get("similarities", ["ip"]))),
+                        spec.get("search"), spec.get("name", ""))
+            if cell.search and cell.search != search.param:
+                raise ConfigError(f"{where}: search = {cell.search!r} but [search] tunes {search.param!r}")
+            if cell.id not in seen:
+                seen.add(cell.id)
+                cells.append(cell)
+    return Grid(name, path, cells, search, raw.get("description", ""))
+
+
+def with_setting(cell: Cell, **values: Any) -> Cell:
+    """A copy of a cell with some settings changed (and no search of its own)."""
+    cfg = cell.cfg.replace(values, source=f"cell {cell.id}")
+    return Cell(cell.experiment, cfg, cell.similarities, None, cell.tag, dict(cell.extra))

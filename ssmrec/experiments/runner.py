@@ -1,0 +1,220 @@
+"""Run a grid cell by cell, resumably, recording a small result file per finished run.
+
+Layout: checkpoints and histories live in ``runs_dir/<experiment>/<cell id>/`` (not committed);
+the record of a finished run, ``records_dir/<experiment>/<cell id>.json`` (+ ``.per_user.npz``), is
+small and is what reports are built from. Re-running a grid skips cells with a record, finishes
+cells whose training ended without one, and resumes interrupted cells from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssmrec.eval.evaluator import Evaluator
+from ssmrec.eval.popularity import topk_profile
+from ssmrec.experiments.grid import Cell, Grid, load_grid, with_setting
+from ssmrec.train.config import save_json
+from ssmrec.train.run import LAST, RunDir
+from ssmrec.train.trainer import Trainer
+
+RECORD_VERSION = 1
+
+
+class Runner:
+    """Executes cells of a grid.
+
+    Args:
+        records_dir: where result records go (default: ``results/records``).
+        runs_dir: where run directories go (default: ``runs/experiments``).
+        overrides: run-only settings applied to every cell, e.g. ``{"device": "cuda"}``.
+        echo: progress messages (default: ``print``).
+    """
+
+    def __init__(self, records_dir: str | Path = "results/records", runs_dir: str | Path = "runs/experiments",
+                 overrides: dict[str, Any] | None = None, echo: Callable[[str], None] = print):
+        self.records_dir, self.runs_dir = Path(records_dir), Path(runs_dir)
+        self.overrides = overrides or {}
+        self.echo = echo
+
+    # ------------------------------------------------------------------ paths
+    def record_path(self, cell: Cell) -> Path:
+        return self.records_dir / cell.experiment / f"{cell.id}.json"
+
+    def run_path(self, cell: Cell) -> Path:
+        return self.runs_dir / cell.experiment / cell.id
+
+    def record(self, cell: Cell) -> dict[str, Any] | None:
+        p = self.record_path(cell)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    # ------------------------------------------------------------------ grid
+    def run_grid(self, grid: Grid | str | Path, *, only: str | None = None, dry_run: bool = False) -> list[dict]:
+        grid = grid if isinstance(grid, Grid) else load_grid(grid)
+        done = []
+        for cell in grid.cells:
+            if only and only not in cell.id:
+                continue
+            if cell.search:
+                best = self.tune(grid, cell, dry_run=dry_run)
+                if best is None:
+                    continue
+                cell = with_setting(cell, **{grid.search.param: best})
+            rec = self.run_cell(cell, dry_run=dry_run)
+            if rec is not None:
+                done.append(rec)
+        return done
+
+    def tune(self, grid: Grid, cell: Cell, *, dry_run: bool = False) -> float | None:
+        """The study's search: coarse values, then a fine grid around the best; returns the best."""
+        s = grid.search
+        scores: dict[float, float] = {}
+
+        def stage(values):
+            for v in values:
+                if v in scores:
+                    continue
+                rec = self.run_cell(with_setting(cell, **{s.param: v, "seed": s.seed}), dry_run=dry_run)
+                if rec is not None:
+                    scores[v] = selection_score(rec)
+
+        stage(s.coarse)
+        if not scores:
+            return None
+        stage(s.fine(max(scores, key=scores.get)))
+        best = max(scores, key=scores.get)
+        base = with_setting(cell, **{s.param: best, "seed": s.seed})
+        out = self.records_dir / cell.experiment / f"search-{base.id}.json"
+        save_json_mkdir(out, {
+            "param": s.param, "scores": {str(k): v for k, v in sorted(scores.items())}, "best": best,
+            "metric": cell.cfg.metric, "selected_on": "validation" if cell.cfg.protocol == "holdout" else "test",
+            "coarse": list(s.coarse), "step": s.step,
+        })
+        self.echo(f"[{cell.experiment}] {s.param} search: best {best} "
+                  f"({', '.join(f'{k}: {v:.4f}' for k, v in sorted(scores.items()))})")
+        return best
+
+    # ------------------------------------------------------------------ one cell
+    def run_cell(self, cell: Cell, *, dry_run: bool = False) -> dict[str, Any] | None:
+        rec = self.record(cell)
+        if rec is not None:
+            return rec
+        path = self.run_path(cell)
+        if dry_run:
+            state = "resume" if (path / LAST).exists() else "new"
+            self.echo(f"[{cell.experiment}] would run {cell.id} ({state})")
+            return None
+        lock = _Lock(path / ".lock")
+        if not lock.acquire():
+            self.echo(f"[{cell.experiment}] {cell.id}: another process is running it; skipped")
+            return None
+        try:
+            return self._run(cell, path)
+        finally:
+            lock.release()
+
+    def _run(self, cell: Cell, path: Path) -> dict[str, Any]:
+        run = RunDir(path)
+        t0 = time.time()
+        finished = run.metrics()
+        if finished is not None:
+            self.echo(f"[{cell.experiment}] {cell.id}: trained earlier, recording")
+            trainer = Trainer.resume(path, echo=self.echo, overrides=self.overrides)
+            result = trainer.finish(finished["stop_reason"], finished.get("wall_seconds", 0.0))
+        else:
+            if (path / LAST).exists():
+                self.echo(f"[{cell.experiment}] {cell.id}: resuming")
+                trainer = Trainer.resume(path, echo=self.echo, overrides=self.overrides)
+            else:
+                self.echo(f"[{cell.experiment}] {cell.id}: starting")
+                cfg = cell.cfg.replace({**self.overrides, "out": str(path)})
+                trainer = Trainer(cfg, echo=self.echo)
+            result = trainer.fit()
+        rec = self._record(cell, trainer, result, time.time() - t0)
+        save_json_mkdir(self.record_path(cell), rec)
+        self.echo(f"[{cell.experiment}] {cell.id}: recorded "
+                  f"{cell.cfg.metric} {rec['metrics']['test'][cell.cfg.metric]:.4f}")
+        return rec
+
+    def _record(self, cell: Cell, trainer: Trainer, result: dict, seconds: float) -> dict[str, Any]:
+        """Everything a report needs about a finished run, small enough to commit."""
+        cfg, data = trainer.cfg, trainer.data
+        model = trainer.model  # the best checkpoint after finish()
+        model.eval()
+        with torch.no_grad():
+            u, i = model()
+        exclude = [s for s in (data.train, data.valid) if s is not None]
+        by_similarity = {}
+        per_user = {}
+        for sim in dict.fromkeys((cfg.test_similarity, *cell.similarities)):
+            ev = Evaluator(data.test, exclude, ks=cfg.ks, similarity=sim, chunk_size=cfg.eval_chunk,
+                           device=trainer.device)
+            by_similarity[sim] = ev.evaluate(u, i)
+            if sim == cfg.test_similarity:
+                for key in (cfg.metric, f"ndcg@{cfg.metric.split('@')[1]}"):
+                    per_user[key] = ev.last.per_user(key).astype(np.float32)
+                per_user["users"] = np.flatnonzero(ev.last.seen).astype(np.int32)
+        profile = topk_profile(u, i, data.test, exclude, data.train, k=int(cfg.metric.split("@")[1]),
+                               similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk)
+        npz = self.record_path(cell).with_suffix(".per_user.npz")
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(npz, **per_user)
+        info = trainer.run.record() if trainer.run else {}
+        return {
+            "version": RECORD_VERSION,
+            "experiment": cell.experiment,
+            "cell": cell.id,
+            "settings": cell.key,
+            "metrics": result,
+            "test_by_similarity": by_similarity,
+            "profile": profile,
+            "history": trainer.history,
+            "env": info.get("env", {}),
+            "data": info.get("data", {}),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "record_seconds": seconds,
+        }
+
+
+def selection_score(rec: dict[str, Any]) -> float:
+    m = rec["metrics"]
+    part = m["valid"] if m.get("valid") else m["test"]
+    return float(part[m["metric"]])
+
+
+def save_json_mkdir(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_json(path, obj)
+
+
+class _Lock:
+    """A lock file holding the owner's pid; a stale lock (dead pid) is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            try:
+                pid = int(self.path.read_text().strip() or 0)
+                if pid and pid != os.getpid():
+                    os.kill(pid, 0)
+                    return False
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+        self.path.write_text(str(os.getpid()))
+        return True
+
+    def release(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass

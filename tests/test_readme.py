@@ -1,0 +1,26 @@
+"""The README is the front door: its test command is CI's, and it documents every option."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ssmrec.cli import OPTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    install = blocks[0].strip().splitlines()[0]
+    test = next(b.strip() for b in blocks if "pytest" in b)
+    assert install in ci.splitlines()
+    assert test in ci.splitlines()
+
+
+def test_readme_lists_every_train_option():
+    readme = (ROOT / "README.md").read_text()
+    for name in OPTIONS:
+        assert f"`--{name.replace('_', '-')}`" in readme, name
