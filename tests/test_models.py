@@ -183,3 +183,15 @@ def test_fast_batch_path_equals_plain_path(graph, settings):
         out.append((u.detach(), i.detach(), m.user_emb.grad.clone(), m.item_emb.grad.clone()))
     for a, b in zip(*out):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_propagation_gather_paths_agree(graph):
+    torch.manual_seed(0)
+    m = LightGCN(graph, dim=4, layers=1)
+    x = torch.randn(graph.n_items, 4)
+    few = torch.tensor([3, 3, 0])
+    many = torch.randint(0, graph.n_users, (500,))
+    full = m.to_users(x)
+    assert torch.allclose(m.to_users.gather(few, x), full[few], atol=1e-6)
+    assert torch.allclose(m.to_users.gather(many, x), full[many], atol=1e-6)
+    assert torch.allclose(m.to_users.rows(many, x), full[many], atol=1e-6)

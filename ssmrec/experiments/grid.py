@@ -46,6 +46,35 @@ RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_di
 CELL_KEYS = {"search", "similarities", "name"}
 
 
+LOSS_SETTINGS = {
+    "ssm": {"tau", "similarity", "mask_duplicates", "mask_seen", "extra_negatives", "negative_beta", "logq"},
+    "softmax": {"tau", "similarity"},
+    "bpr": {"similarity", "negatives"},
+    "bce": {"similarity", "negatives"},
+    "ccl": {"negatives", "margin", "neg_weight"},
+}
+MODEL_SETTINGS = {"mf": set(), "svdpp": {"side", "a0", "a1"}, "lightgcn": {"layers"}}
+DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", "ccl": "cos"}
+
+
+def result_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that can change a run's result, with the ones its loss and model ignore
+    dropped and defaults made explicit: two cells with equal result settings are the same run."""
+    from ssmrec.losses import DEFAULT_NEGATIVES, canonical
+
+    loss = canonical(cfg.loss)
+    model = cfg.model.lower().replace("+", "p").replace("-", "")
+    ignored = (set().union(*LOSS_SETTINGS.values()) - LOSS_SETTINGS[loss]) | (
+        set().union(*MODEL_SETTINGS.values()) - MODEL_SETTINGS[model])
+    out = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in RUN_ONLY and k not in ignored}
+    out["loss"], out["model"] = loss, model
+    if "similarity" in out and out["similarity"] is None:
+        out["similarity"] = DEFAULT_SIMILARITY[loss]
+    if "negatives" in out and out["negatives"] is None:
+        out["negatives"] = DEFAULT_NEGATIVES[loss]
+    return out
+
+
 @dataclass
 class Search:
     """The study's temperature search: a coarse grid, then a fine grid around the best value."""
@@ -74,8 +103,7 @@ class Cell:
 
     @property
     def key(self) -> dict[str, Any]:
-        d = self.cfg.to_dict()
-        return {k: v for k, v in sorted(d.items()) if k not in RUN_ONLY}
+        return result_settings(self.cfg)
 
     @property
     def digest(self) -> str:
@@ -89,7 +117,7 @@ class Cell:
             model += f"-L{c.layers}"
         elif c.model == "svdpp":
             model += f"-{c.side}-a{c.a0:g}-{c.a1:g}"
-        sim = f"-{c.similarity}" if c.similarity else ""
+        sim = f"-{c.similarity}" if c.similarity and c.similarity != DEFAULT_SIMILARITY.get(c.loss) else ""
         name = Path(c.dataset).name.split(".")[0]
         tag = f"-{self.tag}" if self.tag else ""
         return f"{name}-{model}-{c.loss}{sim}{tag}-s{c.seed}-{self.digest}"

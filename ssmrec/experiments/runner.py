@@ -51,9 +51,17 @@ class Runner:
     def run_path(self, cell: Cell) -> Path:
         return self.runs_dir / cell.experiment / cell.id
 
+    def find_run(self, cell: Cell) -> Path:
+        """This cell's run directory, or an identical cell's already started in another grid."""
+        own = self.run_path(cell)
+        if own.exists():
+            return own
+        return next(iter(sorted(self.runs_dir.glob(f"*/{cell.id}"))), own)
+
     def record(self, cell: Cell) -> dict[str, Any] | None:
-        p = self.record_path(cell)
-        return json.loads(p.read_text()) if p.exists() else None
+        """The record of this cell, or of an identical cell (same result settings) of any grid."""
+        p = find_record(self.records_dir, cell)
+        return json.loads(p.read_text()) if p is not None else None
 
     # ------------------------------------------------------------------ grid
     def run_grid(self, grid: Grid | str | Path, *, only: str | None = None, dry_run: bool = False) -> list[dict]:
@@ -106,7 +114,7 @@ class Runner:
         rec = self.record(cell)
         if rec is not None:
             return rec
-        path = self.run_path(cell)
+        path = self.find_run(cell)
         if dry_run:
             state = "resume" if (path / LAST).exists() else "new"
             self.echo(f"[{cell.experiment}] would run {cell.id} ({state})")
@@ -181,6 +189,13 @@ class Runner:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "record_seconds": seconds,
         }
+
+
+def find_record(records_dir: str | Path, cell: Cell) -> Path | None:
+    own = Path(records_dir) / cell.experiment / f"{cell.id}.json"
+    if own.exists():
+        return own
+    return next(iter(sorted(Path(records_dir).glob(f"*/{cell.id}.json"))), None)
 
 
 def selection_score(rec: dict[str, Any]) -> float:

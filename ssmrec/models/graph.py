@@ -97,6 +97,13 @@ class Propagation(torch.nn.Module):
             return _SparseMM.apply(x, self.w, self.wt)
         return torch.sparse.mm(self.w, x)
 
+    def gather(self, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(W @ x)[index]`` by whichever is cheaper: the selected rows, or the whole product
+        when the request covers a large part of the rows (e.g. thousands of negatives per positive)."""
+        if index.numel() * 2 >= self.shape[0]:
+            return self(x)[index]
+        return self.rows(index, x)
+
     def rows(self, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(W @ x)[index]`` computed from the needed rows of ``W`` only.
 

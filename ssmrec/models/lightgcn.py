@@ -50,8 +50,8 @@ class LightGCN(Recommender):
         for _ in range(self.layers - 1):
             u, i = self.to_users(i), self.to_items(u)
             u_sum, i_sum = u_sum + u[users], i_sum + i[items]
-        u_sum = u_sum + self.to_users.rows(users, i)
-        i_sum = i_sum + self.to_items.rows(items, u)
+        u_sum = u_sum + self.to_users.gather(users, i)
+        i_sum = i_sum + self.to_items.gather(items, u)
         scale = 1.0 / (self.layers + 1)
         return u_sum * scale, i_sum * scale
 

@@ -40,8 +40,8 @@ class SVDPP(Recommender):
         if not self.fast:
             return super().batch_reps(users, items)
         if self.side == "user":
-            return self.user_emb[users] + self.prop.rows(users, self.item_emb), self.item_emb[items]
-        return self.user_emb[users], self.item_emb[items] + self.prop.rows(items, self.user_emb)
+            return self.user_emb[users] + self.prop.gather(users, self.item_emb), self.item_emb[items]
+        return self.user_emb[users], self.item_emb[items] + self.prop.gather(items, self.user_emb)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, side={self.side}, a0={self.a0}, a1={self.a1}"
