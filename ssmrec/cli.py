@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would run")
     p.add_argument("--device", default=None, help="override every cell's device")
     p.add_argument("--threads", type=int, default=None, help="override every cell's torch threads")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="override every cell's time budget (a run-only setting: records say how a run ended)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     return parser
 
@@ -261,7 +263,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from ssmrec.experiments import Runner, load_grid
 
     overrides = {k: v for k, v in (("device", args.device), ("threads", args.threads),
-                                   ("progress", args.progress)) if v is not None}
+                                   ("progress", args.progress), ("max_seconds", args.max_seconds))
+                 if v is not None}
     runner = Runner(args.records, args.runs, overrides=overrides, echo=lambda m: print(m, flush=True))
     for path in args.grid:
         grid = load_grid(path)

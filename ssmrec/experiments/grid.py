@@ -40,8 +40,11 @@ import tomllib
 
 from ssmrec.train.config import ConfigError, TrainConfig
 
-# settings that do not change what a run computes (where, how fast, how loud)
-RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_dir", "download", "eval_chunk"}
+# settings that do not change what a run computes (where, how fast, how loud); the time budget is
+# one of them because seconds mean different things on different machines: a record says how a
+# run ended (stop_reason, epochs_run) and on what machine, and reports mark budget-stopped runs
+RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_dir", "download", "eval_chunk",
+            "max_seconds"}
 # cell keys that are not training settings
 CELL_KEYS = {"search", "similarities", "name"}
 
