@@ -22,11 +22,14 @@ def prepare(x: torch.Tensor, similarity: str) -> torch.Tensor:
 def scores(u: torch.Tensor, i: torch.Tensor, similarity: str, tau: float = 1.0) -> torch.Tensor:
     """Matching rows: ``u`` is ``(B, d)``, ``i`` is ``(B, d)`` or ``(B, n, d)``; ``(B)`` or ``(B, n)`` out."""
     u, i = prepare(u, similarity), prepare(i, similarity)
-    out = (u * i).sum(-1) if i.dim() == 2 else torch.einsum("bd,bnd->bn", u, i)
-    return out / tau if tau != 1.0 else out
+    if tau != 1.0:
+        u = u / tau  # scale the (B, d) side: cheaper than the scores, same result
+    return (u * i).sum(-1) if i.dim() == 2 else torch.einsum("bd,bnd->bn", u, i)
 
 
 def score_matrix(u: torch.Tensor, c: torch.Tensor, similarity: str, tau: float = 1.0) -> torch.Tensor:
     """Every user against every candidate: ``(B, d) x (C, d) -> (B, C)``."""
-    out = prepare(u, similarity) @ prepare(c, similarity).T
-    return out / tau if tau != 1.0 else out
+    u = prepare(u, similarity)
+    if tau != 1.0:
+        u = u / tau  # scale the (B, d) side rather than the (B, C) scores
+    return u @ prepare(c, similarity).T

@@ -57,6 +57,17 @@ def to_torch_csr(m: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.
         )
 
 
+def to_torch_csr_raw(m: sp.csr_matrix, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Wrap a scipy CSR matrix's arrays as a CPU torch CSR tensor without checks."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr.astype(np.int64, copy=False)),
+            torch.from_numpy(m.indices.astype(np.int64, copy=False)),
+            torch.from_numpy(m.data).to(dtype), size=m.shape, check_invariants=False,
+        )
+
+
 class _SparseMM(torch.autograd.Function):
     """``W @ x`` whose backward is ``W^T @ grad`` with a stored CSR transpose.
 
@@ -136,6 +147,14 @@ class _RowsMM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         col, val, owner = ctx.saved_tensors
+        grad = grad.contiguous()
+        if grad.device.type == "cpu":
+            # scipy transposes CSR by a counting sort, much faster than coalescing a COO tensor
+            b = grad.shape[0]
+            indptr = np.zeros(b + 1, np.int64)
+            np.cumsum(np.bincount(owner.numpy(), minlength=b), out=indptr[1:])
+            wt = sp.csr_matrix((val.numpy(), col.numpy(), indptr), shape=(b, ctx.n)).T.tocsr()
+            return torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad), None, None, None, None
         wt = torch.sparse_coo_tensor(torch.stack([col, owner]), val, (ctx.n, grad.shape[0]),
                                      check_invariants=False)
-        return torch.sparse.mm(wt, grad.contiguous()), None, None, None, None
+        return torch.sparse.mm(wt, grad), None, None, None, None
