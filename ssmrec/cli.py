@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--out", default=None, help="output file: .tsv/.csv/.txt or .parquet")
     p.add_argument("--similarity", choices=("ip", "cos"), default=None)
-    p.add_argument("--chunk", type=int, default=4096)
+    p.add_argument("--chunk", type=int, default=2048)
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("experiment", help="run a grid of runs declared in a TOML file (resumable)")

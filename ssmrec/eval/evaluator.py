@@ -21,7 +21,7 @@ class Evaluator:
         similarity: test-time scoring, ``"ip"`` or ``"cos"``, independent of training
             (default: ``"ip"``).
         chunk_size: users scored at once; memory is ``chunk_size x n_items`` floats
-            (default: 4096).
+            (default: 2048).
         device: where scoring happens (default: cpu).
     """
 
@@ -33,7 +33,7 @@ class Evaluator:
         ks: tuple[int, ...] = (20,),
         metrics: tuple[str, ...] = METRICS,
         similarity: str = "ip",
-        chunk_size: int = 4096,
+        chunk_size: int = 2048,
         device: torch.device | str = "cpu",
     ):
         self.target = target

@@ -50,7 +50,7 @@ def topk_profile(
     k: int = 20,
     n_groups: int = 10,
     similarity: str = "ip",
-    chunk_size: int = 4096,
+    chunk_size: int = 2048,
 ) -> dict:
     """Recall@k split over popularity groups, plus coverage, popularity and Gini of the top-k lists.
 

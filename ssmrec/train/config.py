@@ -54,7 +54,7 @@ class TrainConfig(DataConfig):
             (default: 10).
         ks: cut-offs (default: 20).
         test_similarity: scoring at evaluation, ``ip`` or ``cos`` (default: ``ip``).
-        eval_chunk: users scored at once (default: 4096).
+        eval_chunk: users scored at once; memory is eval_chunk x n_items floats (default: 2048).
     Run:
         seed, device (``auto``/``cpu``/``cuda``), threads (torch intra-op threads; 0 = torch's
         default), out (run directory; default: ``runs/<dataset>-<model>-<loss>-<time>``),
@@ -90,7 +90,7 @@ class TrainConfig(DataConfig):
     patience: int = 10
     ks: tuple[int, ...] = (20,)
     test_similarity: str = "ip"
-    eval_chunk: int = 4096
+    eval_chunk: int = 2048
     seed: int = 0
     device: str = "auto"
     threads: int = 0
