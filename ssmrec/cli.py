@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="override every cell's time budget (a run-only setting: records say how a run ended)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    p = sub.add_parser("report", help="render results/REPORT.md, CSV tables and figures from recorded runs")
+    p.add_argument("--records", default="results/records")
+    p.add_argument("--out", default="results")
+    p.add_argument("--notes", default="results/notes.toml", help="written notes on differences (TOML [notes])")
+
+    p = sub.add_parser("analyze", help="measure the study's four claims on a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--users", type=int, default=2000, help="users sampled for the score and DCG analyses")
+    p.add_argument("--out", default=None, help="write the measurements to this JSON file")
+    p.add_argument("--into", default=None, help="add them to this result record (a results/records/*.json)")
+    p.add_argument("--device", default="auto")
     return parser
 
 
@@ -273,7 +285,41 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"experiment": cmd_experiment, "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate,
+def cmd_report(args: argparse.Namespace) -> int:
+    from ssmrec.experiments.report import render
+
+    path = render(args.records, args.out, args.notes)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from ssmrec.experiments.claims import analyse
+    from ssmrec.train.restore import restore
+
+    r = restore(args.run_dir, device=args.device)
+    claims = analyse(r.model, r.data, r.cfg, users=args.users, seed=r.cfg.seed)
+    pb, hn = claims["popularity_bias"], claims["hard_negatives"]
+    db, mg = claims["dcg_bound"], claims["magnitude"]
+    print(f"{args.run_dir} ({r.cfg.model} + {r.cfg.loss}, epoch {r.epoch})")
+    print(f"  1. popularity bias: score vs log(1+degree) slope {pb['score_vs_logpop']['slope']:.4f}, "
+          f"recommendation share slope {pb['recfreq_vs_logpop']['slope']:.5f}")
+    print(f"  2. hard negatives: {hn['negatives']} negatives, max deviation from eq. 14 {hn['max_abs_error']:.1e}, "
+          f"hardest 10% carry {hn['share_of_gradient_from_hardest_10pct']:.1%} of the gradient")
+    print(f"  3. DCG bound holds for {db['share_users_bound_holds']:.1%} of {db['users']} users "
+          f"(mean -log DCG {db['mean_neg_log_dcg']:.3f} <= mean loss {db['mean_full_softmax_loss']:.3f})")
+    print(f"  4. magnitude: log-log slope of item norm vs degree {mg['item']['loglog']['slope']:.3f}, "
+          f"users {mg['user']['loglog']['slope']:.3f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(claims, indent=2) + "\n")
+    if args.into:
+        rec = json.loads(Path(args.into).read_text())
+        rec["claims"] = claims
+        Path(args.into).write_text(json.dumps(rec, indent=2) + "\n")
+    return 0
+
+
+COMMANDS = {"report": cmd_report, "analyze": cmd_analyze, "experiment": cmd_experiment, "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate,
             "recommend": cmd_recommend}
 
 

@@ -21,7 +21,9 @@ class Batch:
     """One mini-batch: positive pairs ``(users[k], items[k])`` and optional negatives.
 
     ``negatives`` is ``(B, n_neg)`` per-positive negatives (BPR/BCE/CCL); ``shared`` is a
-    ``(K,)`` set of extra negatives shared by the whole batch (sampled softmax).
+    ``(K,)`` set of extra negatives shared by the whole batch (sampled softmax). When the batch
+    is one worker's part of a global batch, ``global_size`` is the global batch's size (the
+    parts are :func:`shard_range` slices of it); 0 means the batch is the whole global batch.
     """
 
     users: torch.Tensor
@@ -29,11 +31,17 @@ class Batch:
     negatives: torch.Tensor | None = None
     shared: torch.Tensor | None = None
     index: int = 0
+    global_size: int = 0
+
+    @property
+    def total(self) -> int:
+        """Positives in the global batch this batch belongs to."""
+        return self.global_size or self.users.numel()
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.users), move(self.items), move(self.negatives), move(self.shared),
-                     self.index)
+                     self.index, self.global_size)
 
 
 def sample_unseen(
@@ -188,19 +196,22 @@ class PairSampler:
                     negatives = rng.integers(0, self.train.n_items, (users.size, self.n_negatives))
             if self.n_shared:
                 shared = self.shared_sampler.sample(self.n_shared, rng)
+            size = users.size
             if world > 1:
-                lo, hi = _shard(users.size, rank, world)
+                lo, hi = shard_range(size, rank, world)
                 users, items = users[lo:hi], items[lo:hi]
                 negatives = negatives[lo:hi] if negatives is not None else None
             yield Batch(
                 torch.from_numpy(users), torch.from_numpy(items),
                 None if negatives is None else torch.from_numpy(negatives),
                 None if shared is None else torch.from_numpy(shared),
-                index=b,
+                index=b, global_size=size,
             )
 
 
-def _shard(n: int, rank: int, world: int) -> tuple[int, int]:
+def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """``[lo, hi)`` of rank ``rank``'s contiguous part of ``n`` rows split near-equally over
+    ``world`` ranks (the first ``n % world`` ranks hold one row more)."""
     per, extra = divmod(n, world)
     lo = rank * per + min(rank, extra)
     return lo, lo + per + (rank < extra)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ssmrec.data.interactions import Interactions
@@ -62,16 +64,23 @@ class Evaluator:
         return acc
 
     @torch.no_grad()
-    def evaluate(self, user_reps: torch.Tensor, item_reps: torch.Tensor) -> dict[str, float]:
-        self.last = self.accumulate(user_reps, item_reps)
+    def evaluate(
+        self, user_reps: torch.Tensor, item_reps: torch.Tensor, *, users: torch.Tensor | None = None,
+        combine: Callable[[MetricAccumulator], MetricAccumulator] | None = None,
+    ) -> dict[str, float]:
+        """Mean metrics. ``users`` and ``combine`` split the work: each worker of a distributed
+        run scores its part of :attr:`users` and ``combine`` merges the workers' accumulators
+        (see :meth:`ssmrec.train.distributed.DistContext.combine`)."""
+        acc = self.accumulate(user_reps, item_reps, users)
+        self.last = combine(acc) if combine is not None else acc
         return self.last.compute()
 
     @torch.no_grad()
-    def evaluate_model(self, model: torch.nn.Module) -> dict[str, float]:
+    def evaluate_model(self, model: torch.nn.Module, **kwargs) -> dict[str, float]:
         was_training = model.training
         model.eval()
         try:
             u, i = model()
         finally:
             model.train(was_training)
-        return self.evaluate(u, i)
+        return self.evaluate(u, i, **kwargs)

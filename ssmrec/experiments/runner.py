@@ -20,6 +20,7 @@ import torch
 
 from ssmrec.eval.evaluator import Evaluator
 from ssmrec.eval.popularity import topk_profile
+from ssmrec.experiments.claims import analyse
 from ssmrec.experiments.grid import Cell, Grid, load_grid, with_setting
 from ssmrec.train.config import save_json
 from ssmrec.train.run import LAST, RunDir
@@ -36,11 +37,15 @@ class Runner:
         runs_dir: where run directories go (default: ``runs/experiments``).
         overrides: run-only settings applied to every cell, e.g. ``{"device": "cuda"}``.
         echo: progress messages (default: ``print``).
+        claims: measure the study's four claims on each finished model and keep them in its
+            record (:mod:`ssmrec.experiments.claims`; about half a minute per run) (default: True).
     """
 
     def __init__(self, records_dir: str | Path = "results/records", runs_dir: str | Path = "runs/experiments",
-                 overrides: dict[str, Any] | None = None, echo: Callable[[str], None] = print):
+                 overrides: dict[str, Any] | None = None, echo: Callable[[str], None] = print,
+                 claims: bool = True):
         self.records_dir, self.runs_dir = Path(records_dir), Path(runs_dir)
+        self.claims = claims
         self.overrides = overrides or {}
         self.echo = echo
 
@@ -171,6 +176,7 @@ class Runner:
                 per_user["users"] = np.flatnonzero(ev.last.seen).astype(np.int32)
         profile = topk_profile(u, i, data.test, exclude, data.train, k=int(cfg.metric.split("@")[1]),
                                similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk)
+        claims = analyse(model, data, cfg, seed=cfg.seed) if self.claims else None
         npz = self.record_path(cell).with_suffix(".per_user.npz")
         npz.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(npz, **per_user)
@@ -183,6 +189,7 @@ class Runner:
             "metrics": result,
             "test_by_similarity": by_similarity,
             "profile": profile,
+            "claims": claims,
             "history": trainer.history,
             "env": info.get("env", {}),
             "data": info.get("data", {}),

@@ -31,6 +31,11 @@ class SampledSoftmaxLoss(nn.Module):
           log of each candidate's expected count under the sampler (see
           :func:`ssmrec.data.log_expected_counts`), so that ``exp(f - log Q)`` summed over the
           candidates estimates the sum over all items without bias.
+        * ``target`` (argument of :meth:`forward`): the column of each row's positive among the
+          in-batch candidates, when the rows are only part of the batch (default: row ``b``'s
+          positive is column ``b``). A worker of a distributed run scores its own users against
+          the positives of every worker's part; its row ``b`` has its positive at column
+          ``offset + b``. Masks apply to a row's own positive ``item_ids[target[b]]``.
 
     Args:
         tau: temperature (default: 0.1).
@@ -56,10 +61,13 @@ class SampledSoftmaxLoss(nn.Module):
         extra_ids: torch.Tensor | None = None,
         logq: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The ``(B, B + K)`` masked, corrected logits; the target of row ``b`` is column ``b``."""
+        """The ``(B, C + K)`` masked, corrected logits of ``B`` rows against ``C`` in-batch and
+        ``K`` extra candidates; the target of row ``b`` is column ``target[b]`` (default ``b``)."""
         cand = item_reps if extra_reps is None else torch.cat([item_reps, extra_reps])
         logits = score_matrix(user_reps, cand, self.similarity, self.tau)
+        target = self._target(logits, target)
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)
         mask = None
@@ -67,21 +75,25 @@ class SampledSoftmaxLoss(nn.Module):
             if item_ids is None:
                 raise ValueError("mask_duplicates needs item_ids")
             cand_ids = item_ids if extra_ids is None else torch.cat([item_ids, extra_ids])
-            mask = cand_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+            mask = cand_ids.unsqueeze(0) == item_ids[target].unsqueeze(1)
         if exclude is not None:
             mask = exclude if mask is None else mask | exclude
         if mask is not None:
-            b = logits.shape[0]
-            diag = torch.arange(b, device=logits.device)
+            rows = torch.arange(logits.shape[0], device=logits.device)
             mask = mask.clone()
-            mask[diag, diag] = False
+            mask[rows, target] = False
             logits = logits.masked_fill(mask, float("-inf"))
         return logits
 
+    @staticmethod
+    def _target(logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        if target is None:
+            return torch.arange(logits.shape[0], device=logits.device)
+        return target.to(logits.device)
+
     def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **kwargs) -> torch.Tensor:
         logits = self.logits(user_reps, item_reps, **kwargs)
-        target = torch.arange(logits.shape[0], device=logits.device)
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, self._target(logits, kwargs.get("target")))
 
 
 class SoftmaxLoss(nn.Module):

@@ -1,0 +1,44 @@
+"""Summaries over seeds and paired significance tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def summary(values: list[float]) -> dict:
+    """Mean, sample standard deviation and a 95% t-interval of the mean."""
+    x = np.asarray(values, np.float64)
+    n = int(x.size)
+    if n == 0:
+        return {"n": 0, "mean": float("nan"), "std": float("nan"), "ci95": [float("nan")] * 2}
+    mean = float(x.mean())
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": float("nan"), "ci95": [float("nan"), float("nan")]}
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+
+
+def paired_over_seeds(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """Paired t-test over the seeds both arms ran (needs at least 2 common seeds)."""
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return None
+    x, y = np.array([a[s] for s in common]), np.array([b[s] for s in common])
+    if np.allclose(x - y, (x - y)[0]):
+        p = 0.0 if (x - y)[0] != 0 else 1.0
+    else:
+        p = float(stats.ttest_rel(x, y).pvalue)
+    return {"test": "paired t-test over seeds", "seeds": common, "p": p}
+
+
+def paired_over_users(a: np.ndarray, b: np.ndarray) -> dict | None:
+    """Wilcoxon signed-rank test on per-user values of two runs over the same test users."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.size < 10 or np.all(a == b):
+        return None
+    res = stats.wilcoxon(a, b, zero_method="wilcox")
+    return {"test": "Wilcoxon signed-rank over users", "users": int(a.size), "p": float(res.pvalue)}

@@ -1,0 +1,91 @@
+"""The report is rendered from records alone and puts each number in its cell."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ssmrec.experiments.report import Report, load_notes, select
+from ssmrec.experiments.stats import paired_over_seeds, paired_over_users, summary
+
+
+def record(tmp, exp, cell, *, recall, ndcg=None, stop="early_stopped", epochs=10, best=8, users=50, **settings):
+    s = {"dataset": "gowalla", "protocol": "paper", "model": "lightgcn", "layers": 1, "loss": "ssm",
+         "similarity": "cos", "seed": 0, "tau": 0.12, **settings}
+    history = [{"epoch": e, "loss": 1.0, "train_seconds": 1.0, "elapsed_seconds": 2.0 * e,
+                "recall@20": recall * min(e, best) / best} for e in range(1, epochs + 1)]
+    data = {
+        "cell": cell, "settings": s, "history": history, "env": {"cpu": "test cpu", "threads": 1, "commit": "abc"},
+        "metrics": {"protocol": s["protocol"], "metric": "recall@20", "best_epoch": best, "epochs_run": epochs,
+                    "stop_reason": stop, "train_seconds": 10.0, "seconds_per_epoch": 1.0,
+                    "test": {"recall@20": recall, "ndcg@20": ndcg or recall * 0.8},
+                    "valid": {"recall@20": recall + 0.01} if s["protocol"] == "holdout" else None},
+        "test_by_similarity": {"ip": {"recall@20": recall}, "cos": {"recall@20": recall / 2}},
+        "profile": {"recall": recall, "group_recall": [recall / 10] * 10, "group_item_share": [0.1] * 10,
+                    "coverage": 0.5, "avg_popularity": 100.0, "avg_popularity_percentile": 0.9, "gini": 0.8},
+        "finished_at": "2026-01-01T00:00:00",
+    }
+    d = tmp / "records" / exp
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{cell}.json").write_text(json.dumps(data))
+    rng = np.random.default_rng(len(cell))
+    np.savez(d / f"{cell}.per_user.npz", users=np.arange(users), **{"recall@20": rng.random(users) * recall * 2})
+    return data
+
+
+def test_table3_cells_ri_and_gaps(tmp_path):
+    for seed, r in enumerate([0.1860, 0.1870, 0.1880]):
+        record(tmp_path, "table3", f"ssm-s{seed}", recall=r, seed=seed)
+    record(tmp_path, "table3", "bpr-s0", recall=0.1500, loss="bpr", similarity="ip", stop="time_budget",
+           epochs=20, best=20)
+    record(tmp_path, "table3", "mf-ssm", recall=0.1231, model="mf", layers=None)
+    (tmp_path / "notes.toml").write_text('[notes]\n"gowalla.lightgcn.bpr" = "BPR needs about 500 epochs"\n')
+    rep = Report(tmp_path / "records", tmp_path / "out", load_notes(tmp_path / "notes.toml"))
+    text = rep.render().read_text()
+    # SSM: mean of three seeds, paper 0.1869 -> +0.1%
+    assert "| LightGCN (1 layer) | SSM | 0.1870 ± 0.0010 | 0.1869 | +0.1% |" in text
+    # BPR: budget-stopped, marked, and listed as a gap with the written note and the budget reason
+    assert "| LightGCN (1 layer) | BPR | 0.1500 † | 0.1824 | -17.8% |" in text
+    gap = next(line for line in text.splitlines() if line.startswith("- Table 3, gowalla, LightGCN (1 layer) + BPR"))
+    assert "BPR needs about 500 epochs" in gap and "still improving" in gap
+    # MF + SSM matches the paper: no gap line
+    assert "| MF | SSM | 0.1231 | 0.1231 | +0.0% |" in text and "gowalla, MF + SSM" not in text
+    # RI row with a per-user Wilcoxon test (one BPR seed)
+    ri = next(line for line in text.splitlines() if "RI (SSM vs BPR)" in line)
+    assert "+24.7%" in ri and "Wilcoxon" in ri
+    assert (tmp_path / "out" / "table3.csv").exists()
+    # every used record is in the index with its machine and commit
+    assert "[bpr-s0](" in text and "test cpu" in text
+
+
+def test_figure1_holdout_convergence(tmp_path):
+    for loss in ("bce", "bpr", "softmax", "ccl", "ssm"):
+        sim = "ip" if loss in ("bpr", "bce") else "cos"
+        record(tmp_path, "figure1", f"f-{loss}", recall=0.1, loss=loss, similarity=sim)
+    record(tmp_path, "holdout", "h-ssm", recall=0.17, protocol="holdout")
+    text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
+    assert text.count("| BCE | 0.1000 |") == 1 and "| CCL |" in text
+    assert (tmp_path / "out" / "figures" / "figure1_gowalla.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "figures" / "convergence_gowalla.png").exists()
+    assert "| LightGCN + SSM | 0.1800 | 0.1700 | 0.1000 |" in text
+
+
+def test_select_prefers_longer_runs_and_matches_floats(tmp_path):
+    record(tmp_path, "a", "x", recall=0.1, epochs=5, model="svdpp", side="user", a0=1.0, a1=0.0)
+    record(tmp_path, "b", "y", recall=0.2, epochs=9, model="svdpp", side="user", a0=1.0, a1=0.0)
+    rep = Report(tmp_path / "records", tmp_path / "out")
+    got = select(rep.records, model="svdpp", a0=1, a1=0.0)
+    assert len(got) == 1 and got[0].test() == 0.2
+
+
+def test_stats():
+    s = summary([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == 1.0
+    assert s["ci95"][0] == pytest.approx(2 - 4.302653 / np.sqrt(3), abs=1e-5)
+    assert paired_over_seeds({0: 1.0}, {0: 2.0}) is None
+    assert paired_over_seeds({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.5, 1: 2.4, 2: 3.6})["p"] < 0.05
+    rng = np.random.default_rng(0)
+    a = rng.random(200)
+    assert paired_over_users(a + 0.1, a)["p"] < 1e-6
