@@ -319,7 +319,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"report": cmd_report, "analyze": cmd_analyze, "experiment": cmd_experiment, "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate,
+COMMANDS = {"report": cmd_report, "analyze": cmd_analyze, "experiment": cmd_experiment, "datasets": cmd_datasets,
+            "train": cmd_train, "evaluate": cmd_evaluate,
             "recommend": cmd_recommend}
 
 

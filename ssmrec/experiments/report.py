@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import time
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import tomllib
 
 from ssmrec.experiments.grid import DEFAULT_SIMILARITY
 from ssmrec.experiments.stats import paired_over_seeds, paired_over_users, summary
@@ -339,7 +340,7 @@ class Report:
             rows_csv.append({"loss": loss, **{f"group{k + 1}": v for k, v in enumerate(g)}, "recall@20": p["recall"],
                              "coverage": p["coverage"], "avg_popularity": p["avg_popularity"], "gini": p["gini"]})
         share = runs[next(iter(runs))].data["profile"]["group_item_share"]
-        lines.append(f"\nItems per group (share of the catalogue, group 1 = least popular): "
+        lines.append("\nItems per group (share of the catalogue, group 1 = least popular): "
                      + ", ".join(f"{s:.2%}" for s in share) + ".")
         _write_csv(self.out / f"figure1_{dataset}.csv", rows_csv)
         return lines
