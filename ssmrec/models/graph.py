@@ -111,16 +111,15 @@ class Propagation(torch.nn.Module):
     def gather(self, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(W @ x)[index]`` by whichever is cheaper: the selected rows, or the whole product
         when the request covers a large part of the rows (e.g. thousands of negatives per positive)."""
-        if index.numel() * 2 >= self.shape[0]:
+        if not self.worth_rows(index):
             return self(x)[index]
         return self.rows(index, x)
 
-    def rows(self, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``(W @ x)[index]`` computed from the needed rows of ``W`` only.
+    def worth_rows(self, index: torch.Tensor) -> bool:
+        return index.numel() * 2 < self.shape[0]
 
-        A batch of a few thousand nodes touches a fraction of the graph: the selected rows form a
-        small CSR matrix, and the backward pass scatters into ``x`` only where they point.
-        """
+    def row_block(self, index: torch.Tensor) -> RowBlock:
+        """The rows ``index`` of ``W`` as a small CSR block (rows may repeat)."""
         crow, col, val = self.w.crow_indices(), self.w.col_indices(), self.w.values()
         start = crow[index]
         counts = crow[index + 1] - start
@@ -129,32 +128,94 @@ class Propagation(torch.nn.Module):
         owner = torch.repeat_interleave(torch.arange(index.numel(), device=index.device), counts,
                                         output_size=total)
         pos = torch.arange(total, device=index.device) - (ends - counts)[owner] + start[owner]
-        crow_b = torch.cat([ends.new_zeros(1), ends])
-        return _RowsMM.apply(x, crow_b, col[pos], val[pos].to(x.dtype), owner)
+        return RowBlock(torch.cat([ends.new_zeros(1), ends]), col[pos], val[pos], owner, self.shape[1])
+
+    def rows(self, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(W @ x)[index]`` computed from the needed rows of ``W`` only.
+
+        A batch of a few thousand nodes touches a fraction of the graph: the selected rows form a
+        small CSR matrix, and the backward pass scatters into ``x`` only where they point.
+        """
+        return _RowsMM.apply(x, self.row_block(index))
 
 
-class _RowsMM(torch.autograd.Function):
-    """``W_b @ x`` for a small CSR ``W_b`` (rows of a graph); backward ``W_b^T @ grad`` via COO."""
+class RowBlock:
+    """Selected rows of a sparse matrix: CSR ``(crow, col, val)``, the row each non-zero came
+    from (``owner``), and the number of columns ``n``."""
 
-    @staticmethod
-    def forward(ctx, x, crow, col, val, owner):
-        w = torch.sparse_csr_tensor(crow, col, val, size=(crow.numel() - 1, x.shape[0]),
+    def __init__(self, crow, col, val, owner, n):
+        self.crow, self.col, self.val, self.owner, self.n = crow, col, val, owner, n
+
+    def mm(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``block @ x``, added to ``out`` when given."""
+        w = torch.sparse_csr_tensor(self.crow, self.col, self.val.to(x.dtype), size=(self.crow.numel() - 1, self.n),
                                     check_invariants=False)
-        ctx.save_for_backward(col, val, owner)
-        ctx.n = x.shape[0]
-        return torch.sparse.mm(w, x)
+        return torch.sparse.mm(w, x) if out is None else torch.sparse.addmm(out, w, x)
 
-    @staticmethod
-    def backward(ctx, grad):
-        col, val, owner = ctx.saved_tensors
+    def t_mm(self, grad: torch.Tensor) -> torch.Tensor:
+        """``block^T @ grad`` (a dense ``n x d`` result)."""
         grad = grad.contiguous()
         if grad.device.type == "cpu":
             # scipy transposes CSR by a counting sort, much faster than coalescing a COO tensor
-            b = grad.shape[0]
-            indptr = np.zeros(b + 1, np.int64)
-            np.cumsum(np.bincount(owner.numpy(), minlength=b), out=indptr[1:])
-            wt = sp.csr_matrix((val.numpy(), col.numpy(), indptr), shape=(b, ctx.n)).T.tocsr()
-            return torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad), None, None, None, None
-        wt = torch.sparse_coo_tensor(torch.stack([col, owner]), val, (ctx.n, grad.shape[0]),
-                                     check_invariants=False)
-        return torch.sparse.mm(wt, grad), None, None, None, None
+            wt = sp.csr_matrix((self.val.numpy(), self.col.numpy(), self.crow.numpy()),
+                               shape=(self.crow.numel() - 1, self.n)).T.tocsr()
+            return torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad)
+        wt = torch.sparse_coo_tensor(torch.stack([self.col, self.owner]), self.val.to(grad.dtype),
+                                     (self.n, grad.shape[0]), check_invariants=False)
+        return torch.sparse.mm(wt, grad)
+
+
+class _RowsMM(torch.autograd.Function):
+    """``W_b @ x`` for a small row block ``W_b``; backward ``W_b^T @ grad``."""
+
+    @staticmethod
+    def forward(ctx, x, block: RowBlock):
+        ctx.block = block
+        return block.mm(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.block.t_mm(grad), None
+
+
+class _OneHop(torch.autograd.Function):
+    """One message-passing step for a batch, both sides at once:
+    ``(a[ia] + Wa_b @ b,  b[ib] + Wb_b @ a)`` with either block optional.
+
+    Each table's gradient is built in one buffer (the transposed block product, then the
+    scatter of the self term into it), instead of one full-size buffer per path plus a sum.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, ia, ib, wa, wb):
+        ctx.save_for_backward(ia, ib)
+        ctx.wa, ctx.wb, ctx.shapes = wa, wb, (a.shape, b.shape)
+        out_a, out_b = a[ia], b[ib]
+        if wa is not None:
+            out_a = wa.mm(b, out_a)
+        if wb is not None:
+            out_b = wb.mm(a, out_b)
+        return out_a, out_b
+
+    @staticmethod
+    def backward(ctx, ga, gb):
+        ia, ib = ctx.saved_tensors
+        grad_a = ctx.wb.t_mm(gb) if ctx.wb is not None else ga.new_zeros(ctx.shapes[0])
+        grad_b = ctx.wa.t_mm(ga) if ctx.wa is not None else gb.new_zeros(ctx.shapes[1])
+        grad_a.index_add_(0, ia, ga)
+        grad_b.index_add_(0, ib, gb)
+        return grad_a, grad_b, None, None, None, None
+
+
+def one_hop(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor,
+            wa: Propagation | None, wb: Propagation | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a[ia] + (Wa @ b)[ia],  b[ib] + (Wb @ a)[ib])``: the batch rows of one propagation step with
+    self connections, e.g. 1-layer LightGCN (times 1/2) or SVD++ (one side only).
+
+    Falls back to whole-graph products when a batch asks for a large part of the rows."""
+    if (wa is None or wa.worth_rows(ia)) and (wb is None or wb.worth_rows(ib)):
+        return _OneHop.apply(a, b, ia, ib, wa.row_block(ia) if wa is not None else None,
+                             wb.row_block(ib) if wb is not None else None)
+    out_a = a[ia] + (wa.gather(ia, b) if wa is not None else 0)
+    out_b = b[ib] + (wb.gather(ib, a) if wb is not None else 0)
+    return out_a, out_b

@@ -6,7 +6,7 @@ import torch
 
 from ssmrec.data.interactions import Interactions
 from ssmrec.models.base import Recommender
-from ssmrec.models.graph import Propagation, propagation_matrix
+from ssmrec.models.graph import Propagation, one_hop, propagation_matrix
 
 
 class LightGCN(Recommender):
@@ -45,6 +45,9 @@ class LightGCN(Recommender):
         """Layers ``0..K-1`` in full (the last layer reads them), layer ``K`` for the batch's rows."""
         if not self.fast or self.layers == 0:
             return super().batch_reps(users, items)
+        if self.layers == 1:
+            u, i = one_hop(self.user_emb, self.item_emb, users, items, self.to_users, self.to_items)
+            return u * 0.5, i * 0.5
         u, i = self.user_emb, self.item_emb
         u_sum, i_sum = u[users], i[items]
         for _ in range(self.layers - 1):

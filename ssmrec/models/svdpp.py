@@ -6,7 +6,7 @@ import torch
 
 from ssmrec.data.interactions import Interactions
 from ssmrec.models.base import Recommender
-from ssmrec.models.graph import Propagation, propagation_matrix
+from ssmrec.models.graph import Propagation, one_hop, propagation_matrix
 
 
 class SVDPP(Recommender):
@@ -39,9 +39,8 @@ class SVDPP(Recommender):
     def batch_reps(self, users: torch.Tensor, items: torch.Tensor):
         if not self.fast:
             return super().batch_reps(users, items)
-        if self.side == "user":
-            return self.user_emb[users] + self.prop.gather(users, self.item_emb), self.item_emb[items]
-        return self.user_emb[users], self.item_emb[items] + self.prop.gather(items, self.user_emb)
+        to_users, to_items = (self.prop, None) if self.side == "user" else (None, self.prop)
+        return one_hop(self.user_emb, self.item_emb, users, items, to_users, to_items)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, side={self.side}, a0={self.a0}, a1={self.a1}"
