@@ -190,17 +190,15 @@ def main() -> None:
         rows["floor"] = median_of([run_sub([*me, "floor", dataset], a.threads) for _ in range(a.repeats)])
         f = rows["floor"]
         print(f"[{dataset}] floor: propagation {f.get('propagation_s', 0):.3f} s, score+top20 all users "
-              f"{f.get('score_topk_all_users_s', 0):.2f} s, Adam step {f.get('adam_step_s', 0) * 1e3:.1f} ms", flush=True)
+              f"{f.get('score_topk_all_users_s', 0):.2f} s, Adam step {f.get('adam_step_s', 0) * 1e3:.1f} ms",
+              flush=True)
         for model, layers, loss in CONFIGS:
             key = f"{model}:{layers}:{loss}"
             if a.only and key not in a.only:
                 continue
             runs = [run_sub([*me, "train", dataset, model, str(layers), loss], a.threads) for _ in range(a.repeats)]
             rows[key] = median_of(runs)
-            r = rows[key]
-            print(f"[{dataset}] {key:<16} epoch {r.get('epoch_s', float('nan')):7.1f} s  batch "
-                  f"{r.get('median_batch_s', float('nan')) * 1e3:7.1f} ms  eval {r.get('eval_s', float('nan')):5.2f} s  "
-                  f"RSS {r.get('peak_rss_mb', float('nan')):6.0f} MB", flush=True)
+            print(line(dataset, key, rows[key]), flush=True)
         if a.peers and dataset == "gowalla":
             for peer in ("recbole", "pyg-csr", "pyg-edge"):
                 runs = []
@@ -213,15 +211,19 @@ def main() -> None:
                     runs.append(json.loads(out.read_text()) if res.returncode == 0 and out.exists()
                                 else {"error": res.stderr.strip().splitlines()[-1:]})
                 rows[f"peer:{peer}"] = median_of(runs)
-                r = rows[f"peer:{peer}"]
-                print(f"[{dataset}] {peer:<16} epoch {r.get('epoch_s', float('nan')):7.1f} s  batch "
-                      f"{r.get('median_batch_s', float('nan')) * 1e3:7.1f} ms  eval {r.get('eval_s', float('nan')):5.2f} s  "
-                      f"RSS {r.get('peak_rss_mb', float('nan')):6.0f} MB", flush=True)
+                print(line(dataset, peer, rows[f"peer:{peer}"]), flush=True)
         report["datasets"][dataset] = rows
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))
+
+
+def line(dataset: str, name: str, r: dict) -> str:
+    nan = float("nan")
+    return (f"[{dataset}] {name:<16} epoch {r.get('epoch_s', nan):7.1f} s  batch "
+            f"{r.get('median_batch_s', nan) * 1e3:7.1f} ms  eval {r.get('eval_s', nan):5.2f} s  "
+            f"RSS {r.get('peak_rss_mb', nan):6.0f} MB")
 
 
 def markdown(report: dict) -> str:

@@ -122,7 +122,9 @@ def main() -> None:
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     plot(curves, a.target, Path(a.out).with_suffix(".png"))
     for loss, s in res["summary"].items():
-        t = f"{s['seconds_to_target'] / 60:.1f} min, epoch {s['epochs_to_target']}" if s["seconds_to_target"] else "not reached"
+        t = "not reached"
+        if s["seconds_to_target"]:
+            t = f"{s['seconds_to_target'] / 60:.1f} min, epoch {s['epochs_to_target']}"
         print(f"{loss}: Recall@20 >= {a.target}: {t}; best {s['best']:.4f} ({s['machine']})")
 
 

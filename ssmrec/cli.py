@@ -61,6 +61,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "out": ("run", "run directory (default: runs/<dataset>-<model>-<loss>-<time>)"),
     "checkpoint_every": ("run", "seconds between mid-epoch checkpoints (0 = epoch ends only)"),
     "progress": ("run", "show a progress bar per epoch"),
+    "nproc": ("run", "worker processes on this machine (torch.distributed: gloo on CPU, NCCL on CUDA), "
+                     "each with its part of every global batch; same result as one"),
 }
 
 
@@ -153,26 +155,41 @@ def _train_values(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ssmrec.train.trainer import Trainer
+    from ssmrec.train import distributed
+    from ssmrec.train.run import RunDir
 
     flags = _train_values(args)
     if args.resume:
-        allowed = {"epochs", "device", "threads", "progress", "max_seconds", "checkpoint_every"}
+        allowed = {"epochs", "device", "threads", "progress", "max_seconds", "checkpoint_every", "nproc"}
         extra = set(flags) - allowed
         if extra:
             raise ConfigError(f"--resume keeps the run's settings; only {sorted(allowed)} may change "
                               f"(got {sorted(extra)})")
-        trainer = Trainer.resume(args.resume, overrides=flags)
+        cfg = RunDir(args.resume).load_config().replace(flags, source="command line")
     else:
         base = load_toml(args.config) if args.config else {}
         cfg = TrainConfig.from_dict(base, source=args.config or "settings")
         cfg = cfg.replace(flags, source="command line")
-        trainer = Trainer(cfg)
-        print(f"{trainer.data.name}: {trainer.data.n_users} users, {trainer.data.n_items} items, "
-              f"{trainer.data.train.nnz} train pairs; {cfg.model} + {cfg.loss}; device "
-              f"{trainer.device}; run directory {trainer.run.path}", flush=True)
-    trainer.fit()
+    hint = (f"; the run can be resumed with: ssmrec train --resume "
+            f"{args.resume or cfg.out or '<its run directory>'} --nproc {cfg.nproc}")
+    distributed.launch(_train, (cfg, args.resume, flags), nproc=cfg.nproc, device=cfg.device, hint=hint)
     return 0
+
+
+def _train(dist, cfg: TrainConfig, resume: str | None, flags: dict) -> None:
+    """One process of ``ssmrec train``: the only one, one of ``--nproc``, or one of torchrun's."""
+    from ssmrec.train.trainer import Trainer
+
+    if resume:
+        trainer = Trainer.resume(resume, overrides=flags, dist=dist)
+    else:
+        trainer = Trainer(cfg, dist=dist)
+        if dist.is_main:
+            procs = f" x {dist.world} processes" if dist.enabled else ""
+            print(f"{trainer.data.name}: {trainer.data.n_users} users, {trainer.data.n_items} items, "
+                  f"{trainer.data.train.nnz} train pairs; {cfg.model} + {cfg.loss}; device "
+                  f"{trainer.device}{procs}; run directory {trainer.run.path}", flush=True)
+    trainer.fit()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

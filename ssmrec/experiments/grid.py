@@ -44,7 +44,7 @@ from ssmrec.train.config import ConfigError, TrainConfig
 # one of them because seconds mean different things on different machines: a record says how a
 # run ended (stop_reason, epochs_run) and on what machine, and reports mark budget-stopped runs
 RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_dir", "download", "eval_chunk",
-            "max_seconds"}
+            "max_seconds", "nproc"}
 # cell keys that are not training settings
 CELL_KEYS = {"search", "similarities", "name"}
 

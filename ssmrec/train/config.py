@@ -60,6 +60,8 @@ class TrainConfig(DataConfig):
         default), out (run directory; default: ``runs/<dataset>-<model>-<loss>-<time>``),
         checkpoint_every: seconds between mid-epoch checkpoints, 0 = only at epoch ends
         (default: 300), progress: show progress bars (default: True).
+        nproc: worker processes on this machine, each with its part of every global batch; the
+            result equals one process's (default: 1; ``torchrun`` sets it by its own flags).
     """
 
     model: str = "lightgcn"
@@ -97,6 +99,7 @@ class TrainConfig(DataConfig):
     out: str | None = None
     checkpoint_every: float = 300.0
     progress: bool = True
+    nproc: int = 1
 
     def data_config(self) -> DataConfig:
         return DataConfig(**{f.name: getattr(self, f.name) for f in fields(DataConfig)})
@@ -152,7 +155,7 @@ class TrainConfig(DataConfig):
                 bad(name, f"must be 'cos' or 'ip', got {v!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("tau", "lr", "batch_size", "epochs", "eval_every", "dim", "eval_chunk"):
+        for name in ("tau", "lr", "batch_size", "epochs", "eval_every", "dim", "eval_chunk", "nproc"):
             if getattr(self, name) <= 0:
                 bad(name, f"must be positive, got {getattr(self, name)}")
         for name in ("reg", "patience", "layers", "extra_negatives", "max_seconds", "threads"):

@@ -9,10 +9,16 @@ from ssmrec.data.interactions import Interactions
 from ssmrec.data.sampling import Batch, PairSampler, PopularityNegatives, log_expected_counts
 from ssmrec.losses import DEFAULT_NEGATIVES, KINDS, build_loss, canonical, l2_regularization
 from ssmrec.models.base import Recommender
+from ssmrec.train.distributed import SINGLE, DistContext
 
 
 class Objective:
     """Loss + L2 regularisation for one batch, with the sampler the loss needs.
+
+    In a distributed run the batch is this process's part of a global batch and the result is
+    its share of the global batch's loss: the shares sum to the single-process loss, and so do
+    their gradients once summed over the processes. In-batch softmax gathers the positives of
+    every part, so its candidates are those of the global batch.
 
     Args:
         loss: a loss module from :mod:`ssmrec.losses`.
@@ -23,13 +29,15 @@ class Objective:
         log_counts: per-item log expected candidate counts for the logQ correction
             (default: no correction).
         n_items: catalogue size (needed with ``seen_keys``).
+        dist: this process's place in a distributed run (default: one process).
     """
 
     def __init__(self, loss: nn.Module, kind: str, *, reg: float = 0.0,
                  seen_keys: torch.Tensor | None = None, log_counts: torch.Tensor | None = None,
-                 n_items: int = 0):
+                 n_items: int = 0, dist: DistContext = SINGLE):
         self.loss, self.kind, self.reg = loss, kind, reg
         self.seen_keys, self.log_counts, self.n_items = seen_keys, log_counts, n_items
+        self.dist = dist
 
     def to(self, device: torch.device) -> Objective:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -38,7 +46,7 @@ class Objective:
 
     def __call__(self, model: Recommender, batch: Batch) -> torch.Tensor:
         users, items = batch.users, batch.items
-        b = users.numel()
+        b, total = users.numel(), batch.total
         if self.kind == "full":
             all_u, all_i = model()
             main = self.loss(all_u[users], all_i, items)
@@ -46,23 +54,33 @@ class Objective:
         elif self.kind == "in_batch":
             cand = items if batch.shared is None else torch.cat([items, batch.shared])
             u, c = model.batch_reps(users, cand)
+            # the global batch's positives: every process's part, in rank order (one process: c[:b])
+            positives = self.dist.gather_with_grad(c[:b], total)
+            ids = self.dist.gather(items, total)
+            cand_ids = ids if batch.shared is None else torch.cat([ids, batch.shared])
+            # row r's positive is column offset + r of the gathered positives (one process: r)
+            target = torch.arange(b, device=u.device) + self.dist.offset(total) if self.dist.enabled else None
             main = self.loss(
-                u, c[:b], item_ids=items,
+                u, positives, item_ids=ids,
                 extra_reps=c[b:] if batch.shared is not None else None,
                 extra_ids=batch.shared,
-                logq=None if self.log_counts is None else self.log_counts[cand],
-                exclude=self._seen_mask(users, cand),
+                logq=None if self.log_counts is None else self.log_counts[cand_ids],
+                exclude=self._seen_mask(users, cand_ids),
+                target=target,
             )
             ego = model.ego(users, items)
         else:
             neg = batch.negatives
             n = neg.shape[1]
             u, c = model.batch_reps(users, torch.cat([items, neg.reshape(-1)]))
-            main = self.loss(u, c[:b], c[b:].view(b, n, -1))
+            main = self.loss(u, c[:b], c[b:].view(b, n, c.shape[-1]))
             eu, ec = model.ego(users, torch.cat([items, neg.reshape(-1)]))
             ego = (eu, ec[:b], ec[b:])
+        if b != total:  # this process's share of the global batch's mean loss
+            # (no rows: a mean over nothing is NaN; keep the graph, the gather's backward is collective)
+            main = main * (b / total) if b else main.nan_to_num() * 0.0
         if self.reg:
-            return main + self.reg * l2_regularization(*ego, batch_size=b)
+            return main + self.reg * l2_regularization(*ego, batch_size=total)
         return main
 
     def _seen_mask(self, users: torch.Tensor, cand: torch.Tensor) -> torch.Tensor | None:
@@ -73,7 +91,7 @@ class Objective:
         return self.seen_keys[pos] == q
 
 
-def build_objective(cfg, train: Interactions) -> tuple[Objective, PairSampler]:
+def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE) -> tuple[Objective, PairSampler]:
     """The objective and the matching batch sampler for a :class:`~ssmrec.train.config.TrainConfig`."""
     name = canonical(cfg.loss)
     kind = KINDS[name]
@@ -95,6 +113,6 @@ def build_objective(cfg, train: Interactions) -> tuple[Objective, PairSampler]:
         log_counts = log_expected_counts(train.item_degree, cfg.batch_size, shared_sampler,
                                          cfg.extra_negatives).float()
     obj = Objective(loss, kind, reg=cfg.reg, seen_keys=seen, log_counts=log_counts,
-                    n_items=train.n_items)
+                    n_items=train.n_items, dist=dist)
     return obj, sampler
 

@@ -13,10 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ssmrec.data.dataset import Dataset, load_dataset
+from ssmrec.data.sampling import Batch
 from ssmrec.eval.evaluator import Evaluator
 from ssmrec.models import build_model
 from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import TrainConfig
+from ssmrec.train.distributed import SINGLE, DistContext
 from ssmrec.train.objective import build_objective
 from ssmrec.train.run import BEST, LAST, RunDir, default_run_dir, environment
 
@@ -63,22 +65,28 @@ class Trainer:
             and ``write=False`` keep everything in memory.
         echo: where summary lines go (default: ``print``); ``None`` for silence.
         write: write the run directory (default: True).
+        dist: this process's place in a distributed run (default: one process); only rank 0
+            writes files and prints (see :mod:`ssmrec.train.distributed`).
     """
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None, *,
                  run_dir: str | Path | None = None, echo: Callable[[str], None] | None = print,
-                 write: bool = True):
-        self.cfg = cfg
-        self.echo = echo or (lambda s: None)
+                 write: bool = True, dist: DistContext = SINGLE):
+        self.cfg, self.dist = cfg, dist
+        self.echo = echo if echo and dist.is_main else (lambda s: None)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
-        self.data = dataset if dataset is not None else load_dataset(cfg.data_config(), cfg.protocol)
+        self.device = dist.device or resolve_device(cfg.device)
+        if dataset is None:
+            with dist.local_main_first():  # one download per machine
+                dataset = load_dataset(cfg.data_config(), cfg.protocol)
+        self.data = dataset
         torch.manual_seed(cfg.seed)
         train = self.data.train
         self.model = build_model(cfg.model, train, cfg.dim, layers=cfg.layers, side=cfg.side,
                                  a0=cfg.a0, a1=cfg.a1).to(self.device)
-        self.objective, self.sampler = build_objective(cfg, train)
+        dist.broadcast_parameters(self.model)
+        self.objective, self.sampler = build_objective(cfg, train, dist)
         self.objective.to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
         common = dict(ks=cfg.ks, similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk,
@@ -94,7 +102,7 @@ class Trainer:
         self.partial = {"loss": 0.0, "batches": 0, "seconds": 0.0}
         self.train_seconds = self.eval_seconds = 0.0
         self.run: RunDir | None = None
-        if write:
+        if write and dist.is_main:
             self.run = RunDir(run_dir or cfg.out or default_run_dir(cfg))
             if not self.run.exists():
                 self.run.create(cfg, {"env": environment(), "data": self._data_record()})
@@ -102,15 +110,16 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(cls, run_dir: str | Path, *, echo: Callable[[str], None] | None = print,
-               overrides: dict[str, Any] | None = None, dataset: Dataset | None = None) -> Trainer:
+               overrides: dict[str, Any] | None = None, dataset: Dataset | None = None,
+               dist: DistContext = SINGLE) -> Trainer:
         """Continue an interrupted run from its last checkpoint (``overrides`` may raise
-        ``epochs``, change ``device``/``threads``/``progress``; ``dataset`` defaults to
-        reloading the run's data)."""
+        ``epochs``, change ``device``/``threads``/``progress``/``nproc``; ``dataset`` defaults
+        to reloading the run's data). In a distributed run every process loads the checkpoint."""
         run = RunDir(run_dir)
         cfg = run.load_config()
         if overrides:
             cfg = cfg.replace(overrides, source="resume")
-        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo)
+        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo, dist=dist)
         recorded = run.record().get("data", {})
         if recorded.get("fingerprint") and recorded["fingerprint"] != trainer._data_record()["fingerprint"]:
             raise TrainingError(f"{run.path}: the dataset differs from the one this run was trained "
@@ -161,22 +170,13 @@ class Trainer:
         self.model.train()
         last_ckpt = time.time()
         bar = tqdm(total=len(self.sampler), initial=self.batch, desc=f"epoch {epoch + 1}",
-                   unit="batch", leave=False, disable=not cfg.progress, dynamic_ncols=True)
+                   unit="batch", leave=False, disable=not (cfg.progress and self.dist.is_main),
+                   dynamic_ncols=True)
         t0 = time.perf_counter()
         try:
-            for batch in self.sampler.epoch(epoch, start=self.batch):
-                batch = batch.to(self.device)
-                loss = self.objective(self.model, batch)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingError(
-                        f"the loss became {value} at epoch {epoch + 1}, batch {batch.index} "
-                        f"(loss={cfg.loss}, tau={cfg.tau}, lr={cfg.lr}, reg={cfg.reg}); "
-                        f"lower lr or raise tau. The last good checkpoint is "
-                        f"{self.run.path / LAST if self.run else '(not written)'}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+            for batch in self.sampler.epoch(epoch, start=self.batch, rank=self.dist.rank,
+                                            world=self.dist.world):
+                value = self.step(batch, epoch)
                 self.batch = batch.index + 1
                 self.partial["loss"] += value
                 self.partial["batches"] += 1
@@ -198,12 +198,32 @@ class Trainer:
         self._add_time(t0)
         return self.partial["loss"] / max(self.partial["batches"], 1)
 
+    def step(self, batch: Batch, epoch: int) -> float:
+        """One update from a batch (in a distributed run, this process's part of the global
+        batch); returns the global batch's loss."""
+        cfg = self.cfg
+        batch = batch.to(self.device)
+        loss = self.objective(self.model, batch)  # this process's share of the batch's loss
+        value = self.dist.loss_value(loss)
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"the loss became {value} at epoch {epoch + 1}, batch {batch.index} "
+                f"(loss={cfg.loss}, tau={cfg.tau}, lr={cfg.lr}, reg={cfg.reg}); "
+                f"lower lr or raise tau. The last good checkpoint is "
+                f"{self.run.path / LAST if self.run else '(not written)'}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dist.reduce_gradients(self.model.parameters())
+        self.optimizer.step()
+        return value
+
     def _add_time(self, t0: float) -> None:
         self.partial["seconds"] += time.perf_counter() - t0
 
     def evaluate(self, evaluator: Evaluator) -> dict[str, float]:
         t0 = time.perf_counter()
-        metrics = evaluator.evaluate_model(self.model)
+        metrics = evaluator.evaluate_model(self.model, users=self.dist.part(evaluator.users),
+                                           combine=self.dist.combine)
         self.eval_seconds += time.perf_counter() - t0
         return metrics
 
@@ -234,12 +254,15 @@ class Trainer:
             if self.stopper.should_stop:
                 reason = "early_stopped"
                 break
-            if cfg.max_seconds and self.train_seconds + self.eval_seconds >= cfg.max_seconds:
+            spent = self.train_seconds + self.eval_seconds
+            if cfg.max_seconds and self.dist.main_decides(spent >= cfg.max_seconds):
                 reason = "time_budget"
                 break
         return self.finish(reason, time.perf_counter() - wall0)
 
     def _save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        if not self.dist.is_main:  # the others get rank 0's best model in finish()
+            return
         state = {"model": self.model.state_dict(), "epoch": epoch, "metrics": metrics}
         if self.run is not None:
             self.run.save(BEST, state)
@@ -252,6 +275,7 @@ class Trainer:
         best = self.run.load(BEST, self.device) if self.run else getattr(self, "_best", None)
         if best is not None:
             self.model.load_state_dict(best["model"])
+        self.dist.broadcast_parameters(self.model)  # rank 0 holds the best model
         best_epoch = self.stopper.best_epoch
         best_record = next((h for h in self.history if h["epoch"] == best_epoch), {})
         keys = [k for k in best_record if "@" in k]

@@ -1,0 +1,337 @@
+"""Several processes, one result: the ``torch.distributed`` plumbing of training and evaluation.
+
+A run on ``N`` processes computes what one process computes on the same global batches:
+
+* data: every process draws the same shuffled epoch and the same negatives and takes its own
+  contiguous part of every global batch (:meth:`~ssmrec.data.PairSampler.epoch` with
+  ``rank``/``world``);
+* loss: each process computes its rows' share of the global batch's mean loss (its local mean
+  weighted by ``local rows / global rows``); in-batch softmax all-gathers every process's
+  positive-item representations, with gradients flowing back through the gather, so each row
+  sees the candidates of the global batch;
+* gradients: summed over the processes after each backward pass (one all-reduce of a flat
+  buffer), so every replica takes the single-process step and the replicas stay identical;
+* evaluation: each process ranks its part of the users; the per-user values are summed over the
+  processes (each user is held by exactly one, zeros elsewhere), which is exact.
+
+:class:`DistContext` is the one object the trainer and the objective see; :data:`SINGLE` (one
+process) makes every operation the identity. :func:`launch` runs an entry point in this process,
+in each process ``torchrun`` started, or in ``nproc`` local processes it spawns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ssmrec.data.sampling import shard_range
+
+TIMEOUT_ENV = "SSMREC_DIST_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a collective waits for the other processes before failing (``$SSMREC_DIST_TIMEOUT``)."""
+
+
+def timeout_seconds() -> float:
+    return float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a run, and the collectives training and evaluation need.
+
+    Args:
+        rank, world: this process's index and the number of processes (default: 0, 1).
+        local_rank: index on this machine, which picks the GPU (default: 0).
+        device: the device this process computes on (default: None, the run's own setting).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files and prints."""
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ splitting work
+    def sizes(self, total: int) -> list[int]:
+        """Rows of each rank's part of ``total`` rows."""
+        return [hi - lo for lo, hi in (shard_range(total, r, self.world) for r in range(self.world))]
+
+    def offset(self, total: int) -> int:
+        """Index of this rank's first row among ``total`` rows."""
+        return shard_range(total, self.rank, self.world)[0]
+
+    def part(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous part of ``rows`` (all of them in one process)."""
+        lo, hi = shard_range(rows.shape[0], self.rank, self.world)
+        return rows[lo:hi]
+
+    # ------------------------------------------------------------------ training step
+    def gather_with_grad(self, x: torch.Tensor, total: int) -> torch.Tensor:
+        """Every rank's rows of ``x`` in rank order (``total`` rows; rank ``r`` holds its
+        :func:`shard_range` part), differentiable: the gradient of each rank's rows is the sum
+        of what every rank's loss sends back to them."""
+        if not self.enabled:
+            return x
+        rows = _GatherRows.apply(self._pad(x, total))
+        return torch.cat([p[:n] for p, n in zip(rows.chunk(self.world), self.sizes(total))])
+
+    def gather(self, x: torch.Tensor, total: int) -> torch.Tensor:
+        """:meth:`gather_with_grad` without gradients (ids)."""
+        if not self.enabled:
+            return x
+        padded = self._pad(x, total)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, self.sizes(total))])
+
+    def _pad(self, x: torch.Tensor, total: int) -> torch.Tensor:
+        # collectives need equal shapes: pad to the largest part (rank 0's)
+        missing = self.sizes(total)[0] - x.shape[0]
+        return torch.cat([x, x.new_zeros(missing, *x.shape[1:])]) if missing else x.contiguous()
+
+    def loss_value(self, loss: torch.Tensor) -> float:
+        """The global batch's loss from this rank's share of it (the shares sum to it)."""
+        if not self.enabled:
+            return loss.item()
+        value = loss.detach().to(torch.float64).reshape(1)
+        dist.all_reduce(value)
+        return value.item()
+
+    def reduce_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Sum the gradients over the ranks, in one all-reduce of a flat buffer."""
+        if not self.enabled:
+            return
+        params = [p for p in params if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in params])
+        dist.all_reduce(flat)
+        start = 0
+        for p in params:
+            p.grad = flat[start:start + p.numel()].view_as(p)
+            start += p.numel()
+
+    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+        """Make every replica's parameters rank 0's."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for p in module.parameters():
+                dist.broadcast(p.data, src=0)
+
+    def main_decides(self, flag: bool) -> bool:
+        """Rank 0's value of ``flag`` on every rank (decisions taken from clocks)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
+    @contextmanager
+    def local_main_first(self) -> Iterator[None]:
+        """The first process of each machine runs the block before the others (downloads)."""
+        if self.enabled and self.local_rank != 0:
+            dist.barrier()
+        yield
+        if self.enabled and self.local_rank == 0:
+            dist.barrier()
+
+    # ------------------------------------------------------------------ evaluation
+    def combine(self, acc):
+        """Merge the ranks' :class:`~ssmrec.eval.metrics.MetricAccumulator` (disjoint users):
+        an all-reduce sum of the per-user values and of the ``seen`` mask, exact because each
+        user's value is added to zeros only."""
+        if not self.enabled:
+            return acc
+        keys = list(acc.values)
+        flat = np.stack([acc.values[k] for k in keys] + [acc.seen.astype(np.float64)])
+        t = torch.from_numpy(flat).to(self.device or "cpu")
+        dist.all_reduce(t)
+        flat = t.cpu().numpy()
+        acc.values = {k: flat[j] for j, k in enumerate(keys)}
+        acc.seen = flat[-1] > 0
+        return acc
+
+
+SINGLE = DistContext()
+"""One process: every collective is the identity."""
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather of equal-sized row blocks, concatenated in rank order. Backward: this rank's
+    block of the sum over ranks of the gradients (every rank's loss reads every block).
+
+    (``torch.distributed.nn.functional.all_gather`` does the same but is deprecated in this
+    torch and warns at every call.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        out = x.new_empty(dist.get_world_size() * x.shape[0], *x.shape[1:])
+        dist.all_gather(list(out.chunk(dist.get_world_size())), x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        grad = grad.contiguous()
+        if dist.get_backend() == "nccl":
+            out = grad.new_empty(grad.shape[0] // world, *grad.shape[1:])
+            dist.reduce_scatter_tensor(out, grad)
+            return out
+        grad = grad.clone()  # gloo has no reduce-scatter: sum everything, keep our block
+        dist.all_reduce(grad)
+        return grad.chunk(world)[rank].contiguous()
+
+
+# ---------------------------------------------------------------------- process groups
+def in_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` (or anything setting its variables)
+    as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def init(device: str = "auto", timeout: float | None = None) -> DistContext:
+    """Join the process group the environment describes (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL on ``cuda:LOCAL_RANK`` when the
+    device is CUDA, gloo on the CPU; collectives fail after ``timeout`` seconds (default:
+    :func:`timeout_seconds`)."""
+    from ssmrec.train.trainer import resolve_device
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if local >= torch.cuda.device_count():
+            from ssmrec.train.trainer import TrainingError
+
+            raise TrainingError(f"process {local} of this machine needs GPU cuda:{local}, but "
+                                f"{torch.cuda.device_count()} GPU(s) are visible: one process per GPU")
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://",
+                            rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout or timeout_seconds()))
+    return DistContext(rank, world, local, dev)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------- launching
+def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int = 1, device: str = "auto",
+           timeout: float | None = None, hint: str = "") -> Any:
+    """Run ``fn(ctx, *args)`` with the right :class:`DistContext`.
+
+    * started by ``torchrun`` (several processes): join its process group, run, leave;
+    * ``nproc`` 1: in this process, with :data:`SINGLE`;
+    * ``nproc`` > 1: in ``nproc`` processes spawned here (ranks 0..nproc-1 on a free local
+      port), waiting for all. If one fails, the others are terminated and a
+      :class:`~ssmrec.train.trainer.TrainingError` names the first worker that failed and why
+      (followed by ``hint``). Returns None then (results go through files).
+    """
+    if in_torchrun():
+        ctx = init(device, timeout)
+        result = fn(ctx, *args)
+        dist.barrier()
+        shutdown()
+        return result
+    if nproc <= 1:
+        return fn(SINGLE, *args)
+    return _spawn(fn, args, nproc, device, timeout, hint)
+
+
+def _spawn(fn, args, nproc, device, timeout, hint):
+    from torch.multiprocessing import start_processes
+    from torch.multiprocessing.spawn import ProcessException
+
+    from ssmrec.train.trainer import Interrupted, TrainingError
+
+    errors = Path(tempfile.mkdtemp(prefix="ssmrec-workers-"))
+    try:
+        procs = start_processes(_worker, (fn, args, nproc, free_port(), device, timeout, str(errors)),
+                                nprocs=nproc, join=False, start_method="spawn")
+        try:
+            while not procs.join():
+                pass
+        except ProcessException as e:
+            raise TrainingError(_failure(errors, e, nproc) + hint) from None
+        except KeyboardInterrupt:
+            _wind_down(procs.processes)
+            raise Interrupted(f"interrupted ({nproc} workers)" + hint) from None
+    finally:
+        shutil.rmtree(errors, ignore_errors=True)
+
+
+def _worker(index, fn, args, nproc, port, device, timeout, errors):
+    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(nproc),
+                      LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))  # a run's --threads overrides
+    try:
+        ctx = init(device, timeout)
+        fn(ctx, *args)
+        dist.barrier()  # nobody tears down while a peer may still talk to it
+        shutdown()
+    except BaseException as e:
+        # the first error in time is the cause; the others' are its echoes (a peer hung up)
+        record = {"rank": index, "time": time.time(), "error": f"{type(e).__name__}: {e}"}
+        (Path(errors) / f"{index}.json").write_text(json.dumps(record))
+        if isinstance(e, KeyboardInterrupt):
+            sys.exit(130)  # the spawn wrapper would report an interrupted worker as a success
+        raise
+
+
+def _failure(errors: Path, exc, nproc: int) -> str:
+    records = {r["rank"]: r for r in (json.loads(p.read_text()) for p in errors.glob("*.json"))}
+    if exc.error_index not in records:  # died without a Python error (killed, out of memory)
+        return f"worker {exc.error_index} of {nproc} failed: {exc}"
+    first = min(records.values(), key=lambda r: r["time"])
+    return f"worker {first['rank']} of {nproc} failed: {first['error']}"
+
+
+def _wind_down(processes, wait: float = 60.0) -> None:
+    """After Ctrl-C: the workers got the signal too (rank 0 writes its checkpoint); make sure
+    they did, give them time to finish, then stop what is left."""
+    deadline = time.time() + 2.0
+    for p in processes:
+        p.join(max(0.0, deadline - time.time()))
+    for p in processes:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGINT)
+    deadline = time.time() + wait
+    for p in processes:
+        p.join(max(0.0, deadline - time.time()))
+        if p.is_alive():
+            p.terminate()
