@@ -249,7 +249,13 @@ class Report:
             pa, pb_ = ssm[0].per_user, bpr[0].per_user
             if pa is not None and pb_ is not None and np.array_equal(pa["users"], pb_["users"]):
                 test = paired_over_users(pa["recall@20"], pb_["recall@20"])
-        sig = f"p = {test['p']:.2g} ({test['test']})" if test else "no test (per-user values missing)"
+        if test:
+            p = "p < 1e-16" if test["p"] < 1e-16 else f"p = {test['p']:.2g}"
+            sig = f"{p} ({test['test']})"
+        else:
+            sig = "no test (per-user values missing)"
+        if any(r.budget_stopped and r.still_improving for r in bpr):
+            sig += "; BPR stopped by its budget while still improving, so this RI overstates SSM's lead"
         return (f"| | RI (SSM vs BPR) | {rel(s, b):+.1%} | {rel(ps, pb):+.1%} | | | | | {sig} |")
 
     # ---------------------------------------------------------------- Table 4
@@ -342,6 +348,8 @@ class Report:
         share = runs[next(iter(runs))].data["profile"]["group_item_share"]
         lines.append("\nItems per group (share of the catalogue, group 1 = least popular): "
                      + ", ".join(f"{s:.2%}" for s in share) + ".")
+        if self.notes.get("figure1"):
+            lines.append("\n" + self.notes["figure1"])
         _write_csv(self.out / f"figure1_{dataset}.csv", rows_csv)
         return lines
 
