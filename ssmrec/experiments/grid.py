@@ -36,9 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from ssmrec.train.config import ConfigError, TrainConfig
+from ssmrec.train.config import ConfigError, TrainConfig, read_toml
 
 # settings that do not change what a run computes (where, how fast, how loud); the time budget is
 # one of them because seconds mean different things on different machines: a record says how a
@@ -150,12 +148,7 @@ def _product(settings: dict[str, Any]) -> list[dict[str, Any]]:
 def load_grid(path: str | Path) -> Grid:
     """Parse and expand a grid file; every cell's settings are validated up front."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    raw = read_toml(path)
     name = raw.get("name") or path.stem
     base = raw.get("base", {})
     axes = raw.get("axes", {})

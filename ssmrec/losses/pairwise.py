@@ -13,7 +13,20 @@ def _as3d(neg: torch.Tensor) -> torch.Tensor:
     return neg.unsqueeze(1) if neg.dim() == 2 else neg
 
 
-class BPRLoss(nn.Module):
+class _ScoredPairs(nn.Module):
+    """Shared by BPR and BCE: scores of the positives ``(B)`` and of the negatives ``(B, n)``."""
+
+    def __init__(self, similarity: str = "ip", tau: float = 1.0):
+        super().__init__()
+        self.similarity, self.tau = check_similarity(similarity), tau
+
+    def pair_scores(self, user_reps, pos_reps, neg_reps) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = scores(user_reps, pos_reps, self.similarity, self.tau)
+        neg = scores(user_reps, _as3d(neg_reps), self.similarity, self.tau)
+        return pos, neg
+
+
+class BPRLoss(_ScoredPairs):
     r"""Bayesian personalised ranking::
 
         loss = -1/(B n) sum_b sum_j log sigmoid( f(u_b, i_b) - f(u_b, j) )
@@ -25,17 +38,12 @@ class BPRLoss(nn.Module):
         tau: temperature dividing the scores (default: 1.0).
     """
 
-    def __init__(self, similarity: str = "ip", tau: float = 1.0):
-        super().__init__()
-        self.similarity, self.tau = check_similarity(similarity), tau
-
     def forward(self, user_reps, pos_reps, neg_reps) -> torch.Tensor:
-        pos = scores(user_reps, pos_reps, self.similarity, self.tau)
-        neg = scores(user_reps, _as3d(neg_reps), self.similarity, self.tau)
+        pos, neg = self.pair_scores(user_reps, pos_reps, neg_reps)
         return F.softplus(neg - pos.unsqueeze(1)).mean()
 
 
-class BCELoss(nn.Module):
+class BCELoss(_ScoredPairs):
     r"""Pointwise binary cross-entropy, positives labelled 1 and sampled negatives 0::
 
         loss = -1/(B (1+n)) [ sum_b log sigmoid(f(u_b, i_b)) + sum_b sum_j log(1 - sigmoid(f(u_b, j))) ]
@@ -47,13 +55,8 @@ class BCELoss(nn.Module):
         tau: temperature dividing the scores (default: 1.0).
     """
 
-    def __init__(self, similarity: str = "ip", tau: float = 1.0):
-        super().__init__()
-        self.similarity, self.tau = check_similarity(similarity), tau
-
     def forward(self, user_reps, pos_reps, neg_reps) -> torch.Tensor:
-        pos = scores(user_reps, pos_reps, self.similarity, self.tau)
-        neg = scores(user_reps, _as3d(neg_reps), self.similarity, self.tau)
+        pos, neg = self.pair_scores(user_reps, pos_reps, neg_reps)
         total = F.softplus(-pos).sum() + F.softplus(neg).sum()
         return total / (pos.numel() + neg.numel())
 

@@ -200,15 +200,20 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {f.name} cannot be {value!r} (expected {kind})") from None
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read settings from a TOML file (top-level keys, or a ``[train]`` table)."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; a :class:`ConfigError` naming the file when missing or invalid."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read settings from a TOML file (top-level keys, or a ``[train]`` table)."""
+    data = read_toml(path)
     return data.get("train", data)
 
 
