@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from ssmrec.experiments.grid import DEFAULT_SIMILARITY
+from ssmrec.experiments.grid import DEFAULT_SIMILARITY, LOSS_SETTINGS
 from ssmrec.experiments.stats import paired_over_seeds, paired_over_users, summary
 
 # ----------------------------------------------------------------------------- the study's numbers
@@ -117,6 +117,11 @@ def load_records(root: str | Path) -> list[Record]:
     return out
 
 
+def default_similarity(loss: str) -> dict[str, str]:
+    """The filter for a loss's own training similarity (CCL has none to choose)."""
+    return {"similarity": DEFAULT_SIMILARITY[loss]} if "similarity" in LOSS_SETTINGS[loss] else {}
+
+
 def select(records: list[Record], **want: Any) -> list[Record]:
     """Records whose settings equal ``want`` (floats compared with tolerance), one per seed."""
     out: dict[int, Record] = {}
@@ -211,7 +216,7 @@ class Report:
                 arms = {}
                 for loss in ("bpr", "ssm"):
                     arms[loss] = self.use(select(self.records, dataset=ds, protocol="paper", loss=loss,
-                                                 similarity=DEFAULT_SIMILARITY[loss], **want))
+                                                 **default_similarity(loss), **want))
                 if not any(arms.values()):
                     continue
                 for loss in ("bpr", "ssm"):
@@ -325,7 +330,7 @@ class Report:
         runs = {}
         for loss in FIG1_LOSSES:
             rs = select(self.records, dataset=dataset, protocol="paper", model="lightgcn", layers=1, loss=loss,
-                        similarity=DEFAULT_SIMILARITY[loss])
+                        **default_similarity(loss))
             rs = [r for r in rs if r.s["seed"] == 0]
             if rs:
                 runs[loss] = self.use(rs)[0]
@@ -377,11 +382,10 @@ class Report:
     def holdout(self) -> list[str]:
         lines = []
         for loss in ("ssm", "bpr"):
-            sim = DEFAULT_SIMILARITY[loss]
+            sim = default_similarity(loss)
             h = self.use(select(self.records, dataset="gowalla", protocol="holdout", model="lightgcn", layers=1,
-                                loss=loss, similarity=sim))
-            p = select(self.records, dataset="gowalla", protocol="paper", model="lightgcn", layers=1, loss=loss,
-                       similarity=sim)
+                                loss=loss, **sim))
+            p = select(self.records, dataset="gowalla", protocol="paper", model="lightgcn", layers=1, loss=loss, **sim)
             if not h:
                 continue
             hr = h[0]
@@ -398,7 +402,7 @@ class Report:
         runs = {}
         for loss in ("ssm", "bpr"):
             rs = select(self.records, dataset=dataset, protocol="paper", model="lightgcn", layers=1, loss=loss,
-                        similarity=DEFAULT_SIMILARITY[loss])
+                        **default_similarity(loss))
             rs = [r for r in rs if r.s["seed"] == 0]
             if rs:
                 runs[loss] = rs[0]
