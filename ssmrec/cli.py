@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override every cell's time budget (a run-only setting: records say how a run ended)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
+    p = sub.add_parser("rerun", help="train a recorded cell again from its record and compare the results")
+    p.add_argument("record", help="a results/records/<grid>/<cell>.json")
+    p.add_argument("--out", default=None, help="run directory (default: runs/rerun/<cell>)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
     p = sub.add_parser("report", help="render results/REPORT.md, CSV tables and figures from recorded runs")
     p.add_argument("--records", default="results/records")
     p.add_argument("--out", default="results")
@@ -302,6 +309,29 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from ssmrec.train.trainer import Trainer
+
+    rec = json.loads(Path(args.record).read_text())
+    settings = dict(rec["settings"])
+    recorded = rec["metrics"]
+    if recorded["stop_reason"] != "early_stopped":
+        # a run stopped by a budget is repeated for the epochs it ran (seconds differ between machines)
+        settings["epochs"] = recorded["epochs_run"]
+    cfg = TrainConfig.from_dict(settings, source=args.record).replace(
+        {"out": args.out or f"runs/rerun/{rec['cell']}", "device": args.device, "threads": args.threads,
+         "progress": args.progress}, source="command line")
+    result = Trainer(cfg).fit()
+    print(f"{'metric':<14} {'recorded':>10} {'rerun':>10}")
+    for key, value in recorded["test"].items():
+        print(f"{key:<14} {value:10.4f} {result['test'][key]:10.4f}")
+    env = rec.get("env", {})
+    print(f"recorded on {env.get('cuda') or env.get('cpu')} with {env.get('threads')} threads, "
+          f"commit {str(env.get('commit'))[:12]}; same machine, threads and commit give identical numbers, "
+          "others agree within seed noise")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ssmrec.experiments.report import render
 
@@ -336,7 +366,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"report": cmd_report, "analyze": cmd_analyze, "experiment": cmd_experiment, "datasets": cmd_datasets,
+COMMANDS = {"rerun": cmd_rerun, "report": cmd_report, "analyze": cmd_analyze, "experiment": cmd_experiment, "datasets": cmd_datasets,
             "train": cmd_train, "evaluate": cmd_evaluate,
             "recommend": cmd_recommend}
 

@@ -229,3 +229,15 @@ def test_dcg_bound_detects_a_violation():
     assert db["mean_neg_log_dcg"] == pytest.approx(math.log(2.0), abs=1e-6)
     expected = math.log(math.exp(3) + math.exp(2) + math.exp(1)) - 1
     assert db["mean_full_softmax_loss"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_rerun_a_recorded_cell_reproduces_it(tmp_path, tiny_dir, capsys):
+    from ssmrec.cli import main
+
+    grid = write(tmp_path, GRID.format(data=tiny_dir).replace('["bpr", "ssm"]', '"ssm"'))
+    rec = Runner(tmp_path / "records", tmp_path / "runs", echo=lambda s: None, claims=False).run_grid(grid)[0]
+    path = tmp_path / "records" / "mini" / f"{rec['cell']}.json"
+    assert main(["rerun", str(path), "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["test"] == rec["metrics"]["test"]
+    assert "recorded" in capsys.readouterr().out
