@@ -366,9 +366,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"rerun": cmd_rerun, "report": cmd_report, "analyze": cmd_analyze, "experiment": cmd_experiment, "datasets": cmd_datasets,
-            "train": cmd_train, "evaluate": cmd_evaluate,
-            "recommend": cmd_recommend}
+COMMANDS = {
+    "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
+    "experiment": cmd_experiment, "rerun": cmd_rerun, "report": cmd_report, "analyze": cmd_analyze,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
