@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +192,3 @@ def _aligned(table: PairTable, inter: Interactions, values: np.ndarray) -> np.nd
     last = np.r_[k_sorted[1:] != k_sorted[:-1], True]
     return v_sorted[last]
 
-
-def config_dict(cfg: DataConfig) -> dict:
-    return asdict(cfg)

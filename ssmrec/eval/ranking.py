@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from ssmrec.data.interactions import Interactions
@@ -86,6 +85,3 @@ def hit_matrix(
     pos = torch.searchsorted(keys, q).clamp(max=max(keys.numel() - 1, 0))
     return keys[pos] == q if keys.numel() else torch.zeros_like(q, dtype=torch.bool)
 
-
-def users_with_items(target: Interactions) -> np.ndarray:
-    return target.active_users
