@@ -92,3 +92,12 @@ def test_stats():
     rng = np.random.default_rng(0)
     a = rng.random(200)
     assert paired_over_users(a + 0.1, a)["p"] < 1e-6
+
+
+def test_search_records_are_listed(tmp_path):
+    record(tmp_path, "t", "x", recall=0.1)
+    (tmp_path / "records" / "t" / "search-x.json").write_text(json.dumps(
+        {"param": "tau", "scores": {"0.1": 0.17, "0.12": 0.18}, "best": 0.12, "metric": "recall@20",
+         "selected_on": "validation"}))
+    text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
+    assert "tau = **0.12** selected on validation recall@20 (0.1: 0.1700, 0.12: 0.1800)" in text
