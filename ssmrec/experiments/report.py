@@ -231,9 +231,12 @@ class Report:
                     body.append(f"| {label} | {loss.upper()} | {fmt_cell(rs, 'recall@20')} | {pr:.4f} | "
                                 f"{rel(r_mean, pr):+.1%} | {fmt_cell(rs, 'ndcg@20')} | {pn:.4f} | "
                                 f"{rel(n_mean, pn):+.1%} | {stop_note(rs)} |")
+                    rsum = summary([r.test() for r in rs])
                     rows_csv.append({"dataset": ds, "model": label, "loss": loss, "recall@20": r_mean,
-                                     "ndcg@20": n_mean, "seeds": len(rs), "paper_recall@20": pr,
-                                     "paper_ndcg@20": pn, "stop": stop_note(rs)})
+                                     "recall@20_std": rsum["std"], "recall@20_ci95_low": rsum["ci95"][0],
+                                     "recall@20_ci95_high": rsum["ci95"][1], "ndcg@20": n_mean,
+                                     "seeds": len(rs), "paper_recall@20": pr, "paper_ndcg@20": pn,
+                                     "stop": stop_note(rs)})
                     if abs(rel(r_mean, pr)) > 0.02:
                         self.gaps.append(f"Table 3, {ds}, {label} + {loss.upper()}: Recall@20 {r_mean:.4f} vs "
                                          f"{pr:.4f} ({rel(r_mean, pr):+.1%}). Likely reason: "
