@@ -445,9 +445,12 @@ class Report:
                 "only between runs of the same machine."]
 
     # ---------------------------------------------------------------- claims
+    def _claim_runs(self, dataset: str) -> list[Record]:
+        return [r for r in self.records if r.s.get("dataset") == dataset and r.s.get("protocol") == "paper"
+                and r.data.get("claims") and r.s.get("seed", 0) == 0]
+
     def claims(self, dataset: str = "gowalla") -> list[str]:
-        rs = [r for r in self.records if r.s.get("dataset") == dataset and r.s.get("protocol") == "paper"
-              and r.data.get("claims") and r.s.get("seed", 0) == 0]
+        rs = self._claim_runs(dataset)
         if not rs:
             return ["No run has recorded claim measurements yet."]
         self.use(rs)
@@ -567,11 +570,21 @@ class Report:
             out.append(f"- **Long tail (Gowalla, LightGCN)**: share of Recall@20 earned on the 5 least popular item "
                        f"groups — {ranked}; coverage@20 of SSM {runs['ssm']['coverage']:.2f} vs "
                        + ", ".join(f"{k.upper()} {p['coverage']:.2f}" for k, p in runs.items() if k != "ssm") + ".")
-        claims = [r for r in self.records if r.data.get("claims") and r.s.get("dataset") == "gowalla"]
+        claims = self._claim_runs("gowalla")
         if claims:
             bound = min(r.data["claims"]["dcg_bound"]["share_users_bound_holds"] for r in claims)
             out.append(f"- **DCG bound**: holds for {bound:.0%} of the sampled users in every analysed run "
                        f"({len(claims)} runs).")
+            by_model: dict[str, dict[str, dict]] = {}
+            for r in claims:
+                by_model.setdefault(r.s["model"], {}).setdefault(r.s["loss"], r.data["claims"]["popularity_bias"])
+            pop = [f"{m}: " + ", ".join(f"{loss.upper()} {pb['recfreq_vs_logpop']['slope']:.5f} "
+                                        f"(Spearman {pb['recfreq_vs_logpop']['spearman']:.2f})"
+                                        for loss, pb in sorted(arms.items(), key=lambda kv: kv[0] != "ssm"))
+                   for m, arms in sorted(by_model.items()) if len(arms) > 1]
+            if pop:
+                out.append("- **Popularity bias**: slope of an item's share of top-20 lists on its log popularity — "
+                           + "; ".join(pop) + " (smaller = less drawn to popular items).")
             hn = [r.data["claims"]["hard_negatives"] for r in claims if r.s["loss"] == "ssm"]
             if hn:
                 hard = [h["share_of_gradient_from_hardest_10pct"] for h in hn]
