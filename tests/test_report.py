@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ssmrec.experiments.report import Report, load_notes, select
+from ssmrec.experiments.report import Report, likely_reason, load_notes, select
 from ssmrec.experiments.stats import paired_over_seeds, paired_over_users, summary
 
 
@@ -138,3 +138,10 @@ def test_claims_section_and_summary(tmp_path):
     assert "60%–60%" in hard and "2.0e-16" in hard  # SSM runs only; the error is the recorded one
     assert "| LightGCN-1 + BPR | 0.0090 (0.50) | 0.00900 (0.50) |" in text
     assert (tmp_path / "out" / "figures" / "claims_gowalla.png").exists()
+
+
+def test_likely_reason_takes_the_most_specific_note():
+    notes = {"t5.yelp2018": "general", "t5.yelp2018.user.0.5.0.5": "specific"}
+    assert likely_reason(("t5", "yelp2018", "user", 0.5, 0.5), [], 0.1, 0.2, notes).startswith("specific")
+    assert likely_reason(("t5", "yelp2018", "item", 1.0, 0.0), [], 0.1, 0.2, notes).startswith("general")
+    assert "hyper-parameters not re-tuned" in likely_reason(("t5", "gowalla"), [], 0.1, 0.2, notes)

@@ -168,7 +168,9 @@ def stop_note(rs: list[Record]) -> str:
 def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes: dict[str, str]) -> str:
     """The most likely reason for a gap, from the records (budget, data) and the written notes."""
     reasons = []
-    note = notes.get(".".join(str(k) for k in key))
+    # the most specific note: "t5.yelp2018.user.0.5.0.5", else "t5.yelp2018.user", else "t5.yelp2018", ...
+    note = next((notes[k] for n in range(len(key), 0, -1) if (k := ".".join(str(x) for x in key[:n])) in notes),
+                None)
     if note:
         reasons.append(note)
     if any(r.budget_stopped and r.still_improving for r in rs) and ours < paper:
@@ -177,7 +179,7 @@ def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes
                        f"(best at the last evaluation): longer training would likely narrow the gap")
     elif any(r.budget_stopped for r in rs) and ours < paper:
         reasons.append("stopped by its budget (its curve had flattened)")
-    if key and key[0] == "yelp2018":
+    if "yelp2018" in key:
         reasons.append("our Yelp2018 is LightGCN's version (31,668 users / 38,048 items), the files the "
                        "authors ship; the paper's Table 1 quotes another (31,831 / 40,841)")
     return "; ".join(reasons) or "no specific cause found (hyper-parameters not re-tuned per model)"
