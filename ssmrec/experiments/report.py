@@ -495,8 +495,10 @@ class Report:
                          f"{d['share_positives_bound_holds']:.1%} | {d['mean_neg_log_dcg']:.3f} | "
                          f"{d['mean_full_softmax_loss']:.3f} | {d['correlation']:.2f} |")
         lines += ["\n**4. Magnitude (eq. 29-30).** Log-log slope of the final representation norm against node "
-                  "degree (Spearman in brackets): message passing (SVD++, LightGCN) ties magnitude to degree, MF "
-                  "has no such mechanism.\n",
+                  "degree (Spearman in brackets). Eq. 30 predicts a squared norm of a|P|^(1-2a0) + b|P|^(2-2a0) for "
+                  "the side that aggregates its neighbours: growing with degree for a0 < 1 (LightGCN's symmetric "
+                  "normalisation is a0 = 0.5), flat or falling for a0 = 1 (SVD++ user side [1, 0] averages a "
+                  "user's items; its items are not propagated). MF has no such mechanism.\n",
                   "| run | items: slope (Spearman) | users: slope (Spearman) | mean item norm |", "|---|---|---|---|"]
         for r in sorted(rs, key=name):
             mg = r.data["claims"]["magnitude"]
