@@ -136,6 +136,9 @@ def test_search_coarse_then_fine(tmp_path, tiny_dir):
     grid = write(tmp_path, GRID.format(data=tiny_dir).replace(
         '[[cell]]\nloss = ["bpr", "ssm"]', '[search]\ncoarse = [0.1, 0.5]\nstep = 0.05\nspan = 1\n'
         '[[cell]]\nloss = "ssm"\nseed = [0, 1]\nsearch = "tau"'))
+    said = []
+    Runner(tmp_path / "records", tmp_path / "runs", echo=said.append).run_grid(grid, dry_run=True)
+    assert len(said) == 3 and "then a fine tau grid" in said[-1]  # the shared coarse stage is listed once
     runner = Runner(tmp_path / "records", tmp_path / "runs", echo=lambda s: None)
     recs = runner.run_grid(grid)
     searches = list((tmp_path / "records" / "mini").glob("search-*.json"))

@@ -48,6 +48,7 @@ class Runner:
         self.claims = claims
         self.overrides = overrides or {}
         self.echo = echo
+        self._listed: set[str] = set()
 
     # ------------------------------------------------------------------ paths
     def record_path(self, cell: Cell) -> Path:
@@ -100,6 +101,10 @@ class Runner:
 
         stage(s.coarse)
         if not scores:
+            if dry_run and s.param not in self._listed:
+                self._listed.add(s.param)
+                self.echo(f"[{cell.experiment}] then a fine {s.param} grid (step {s.step}) around the best "
+                          f"coarse value, then the cells at the selected {s.param}")
             return None
         stage(s.fine(max(scores, key=scores.get)))
         best = max(scores, key=scores.get)
@@ -121,8 +126,10 @@ class Runner:
             return rec
         path = self.find_run(cell)
         if dry_run:
-            state = "resume" if (path / LAST).exists() else "new"
-            self.echo(f"[{cell.experiment}] would run {cell.id} ({state})")
+            if cell.id not in self._listed:  # a search shared by several seeds is listed once
+                self._listed.add(cell.id)
+                state = "resume" if (path / LAST).exists() else "new"
+                self.echo(f"[{cell.experiment}] would run {cell.id} ({state})")
             return None
         lock = _Lock(path / ".lock")
         if not lock.acquire():
