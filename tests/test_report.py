@@ -78,6 +78,7 @@ def test_figure1_holdout_convergence(tmp_path):
     assert "SSM 50%" in tail and "CCL 50%" in tail and "coverage@20 of SSM 0.50" in tail
     assert (tmp_path / "out" / "figures" / "figure1_gowalla.png").stat().st_size > 1000
     assert (tmp_path / "out" / "figures" / "convergence_gowalla.png").exists()
+    assert "SSM reaches BPR's best (0.1000, epoch 8, 16 s) at epoch 8 (16 s)." in text
     assert "| LightGCN + SSM | 0.1800 | 0.1700 | 0.1000 |" in text
 
 

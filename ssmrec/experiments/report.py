@@ -404,7 +404,7 @@ class Report:
         return lines
 
     # ---------------------------------------------------------------- convergence
-    def convergence(self, dataset: str = "gowalla") -> list[str]:
+    def _convergence_runs(self, dataset: str) -> dict[str, Record]:
         runs = {}
         for loss in ("ssm", "bpr"):
             rs = select(self.records, dataset=dataset, protocol="paper", model="lightgcn", layers=1, loss=loss,
@@ -412,7 +412,23 @@ class Report:
             rs = [r for r in rs if r.s["seed"] == 0]
             if rs:
                 runs[loss] = rs[0]
-        if len(runs) < 2:
+        return runs if len(runs) == 2 else {}
+
+    def _catch_up(self, runs: dict[str, Record]) -> str:
+        """Where SSM's curve first reaches BPR's best, in epochs and seconds."""
+        bh = [x for x in runs["bpr"].data["history"] if "recall@20" in x]
+        best = max(bh, key=lambda x: x["recall@20"])
+        sh = [x for x in runs["ssm"].data["history"] if x.get("recall@20", -1) >= best["recall@20"]]
+        told = f"BPR's best ({best['recall@20']:.4f}, epoch {best['epoch']}, {best['elapsed_seconds']:,.0f} s)"
+        if not sh:
+            return f"SSM never reaches {told}."
+        return (f"SSM reaches {told} at epoch {sh[0]['epoch']} ({sh[0]['elapsed_seconds']:,.0f} s)"
+                + ("" if runs["ssm"].machine == runs["bpr"].machine else " (different machines: compare epochs)")
+                + ".")
+
+    def convergence(self, dataset: str = "gowalla") -> list[str]:
+        runs = self._convergence_runs(dataset)
+        if not runs:
             return []
         import matplotlib
 
@@ -443,8 +459,9 @@ class Report:
         fig.savefig(self.fig / f"convergence_{dataset}.png", dpi=120)
         plt.close(fig)
         return [f"![convergence]({self.fig.name}/convergence_{dataset}.png)\n", *lines,
-                "\nThe two runs may have run on different machines (column *machine*); compare epochs, and seconds "
-                "only between runs of the same machine."]
+                f"\n{self._catch_up(runs)} The two runs may have run on different machines (column *machine*); "
+                "compare epochs, and seconds only between runs of the same machine; seconds per epoch also depend "
+                "on what else the machine was running."]
 
     # ---------------------------------------------------------------- claims
     def _claim_runs(self, dataset: str) -> list[Record]:
@@ -598,11 +615,14 @@ class Report:
                            f"differ from sqrt(1 - c²)·exp(c/τ) by at most {err:.1e}.")
             mag = {}
             for r in claims:
-                mag.setdefault(r.s["model"], []).append(r.data["claims"]["magnitude"]["item"]["loglog"]["slope"])
+                mag.setdefault(f"{r.s['model']} + {r.s['loss'].upper()}", []).append(
+                    r.data["claims"]["magnitude"]["item"]["loglog"]["slope"])
             if len(mag) > 1:
                 out.append("- **Magnitude**: log-log slope of item norm on item degree — "
-                           + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in sorted(mag.items()))
-                           + " (mean over the analysed runs of each model).")
+                           + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in sorted(mag.items())) + ".")
+        runs = self._convergence_runs("gowalla")
+        if runs:
+            out.append(f"- **Convergence (Gowalla, LightGCN)**: {self._catch_up(runs)}")
         return out
 
     # ---------------------------------------------------------------- searches
