@@ -242,7 +242,8 @@ class Report:
                     if abs(rel(r_mean, pr)) > 0.02:
                         self.gaps.append(f"Table 3, {ds}, {label} + {loss.upper()}: Recall@20 {r_mean:.4f} vs "
                                          f"{pr:.4f} ({rel(r_mean, pr):+.1%}). Likely reason: "
-                                         + likely_reason((ds, want["model"], loss), rs, r_mean, pr, self.notes))
+                                         + likely_reason((ds, want["model"], loss, *([want["side"]] if "side" in want else [])),
+                                                         rs, r_mean, pr, self.notes))
                 if arms["bpr"] and arms["ssm"]:
                     body.append(self._ri_row(ds, want["model"], arms["bpr"], arms["ssm"]))
             if body:
