@@ -194,6 +194,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def run_name(r: Record) -> str:
+    """A short label for a run: model (side or layers) + loss (+ similarity when it is not the default)."""
+    s = r.s
+    model = {"mf": "MF", "svdpp": f"SVD++-{s.get('side')}", "lightgcn": f"LightGCN-{s.get('layers')}"}[s["model"]]
+    sim = "" if s.get("similarity") in (None, "cos") or s["loss"] != "ssm" else f" ({s['similarity']})"
+    return f"{model} + {s['loss'].upper()}{sim}"
+
+
 # ----------------------------------------------------------------------------- the report
 class Report:
     def __init__(self, records_dir: str | Path, out_dir: str | Path, notes: dict[str, str] | None = None):
@@ -476,12 +484,7 @@ class Report:
             return ["No run has recorded claim measurements yet."]
         self.use(rs)
 
-        def name(r):
-            s = r.s
-            model = {"mf": "MF", "svdpp": f"SVD++-{s.get('side')}", "lightgcn": f"LightGCN-{s.get('layers')}"}[s["model"]]
-            sim = "" if s.get("similarity") in (None, "cos") or s["loss"] != "ssm" else f" ({s['similarity']})"
-            return f"{model} + {s['loss'].upper()}{sim}"
-
+        name = run_name
         lines = ["**1. Popularity bias (eq. 11).** Slope of the mean test-time score of an item (over 2,000 random "
                  "users) and of its share of top-20 lists, against log(1 + training degree). Smaller slopes = less "
                  "drawn to popular items.\n",
@@ -617,7 +620,7 @@ class Report:
                            f"differ from sqrt(1 - c²)·exp(c/τ) by at most {err:.1e}.")
             mag = {}
             for r in claims:
-                mag.setdefault(f"{r.s['model']} + {r.s['loss'].upper()}", []).append(
+                mag.setdefault(run_name(r), []).append(
                     r.data["claims"]["magnitude"]["item"]["loglog"]["slope"])
             if len(mag) > 1:
                 out.append("- **Magnitude**: log-log slope of item norm on item degree — "
