@@ -579,8 +579,11 @@ class Report:
                     b = summary([r.test() for r in arm["bpr"]])["mean"]
                     s_ = summary([r.test() for r in arm["ssm"]])["mean"]
                     paper = PAPER_T3[(ds, want["model"], "ssm")][0] > PAPER_T3[(ds, want["model"], "bpr")][0]
-                    flag = " (BPR budget-stopped)" if any(r.budget_stopped for r in arm["bpr"]) else ""
-                    agree = "as in the paper" if (s_ > b) == paper else "unlike the paper"
+                    improving = any(r.budget_stopped and r.still_improving for r in arm["bpr"])
+                    flag = (" (BPR budget-stopped while still improving)" if improving else
+                            " (BPR budget-stopped)" if any(r.budget_stopped for r in arm["bpr"]) else "")
+                    agree = "as in the paper" if (s_ > b) == paper else (
+                        f"unlike the paper (its BPR: {PAPER_T3[(ds, want['model'], 'bpr')][0]:.4f})")
                     verdicts.append(f"{label}: SSM {'>' if s_ > b else '<'} BPR{flag}, {agree}")
             if verdicts:
                 out.append(f"- **SSM vs BPR on {ds}** (Recall@20): " + "; ".join(verdicts) + ".")
