@@ -10,16 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
 from ssmrec.experiments.grid import DEFAULT_SIMILARITY, LOSS_SETTINGS
 from ssmrec.experiments.stats import paired_over_seeds, paired_over_users, summary
+from ssmrec.train.config import read_toml
 
 # ----------------------------------------------------------------------------- the study's numbers
 PAPER_T3 = {  # (dataset, model, loss) -> (recall@20, ndcg@20)
@@ -94,6 +93,11 @@ class Record:
     def still_improving(self) -> bool:
         evaluated = [h["epoch"] for h in self.data["history"] if self.m["metric"] in h]
         return bool(evaluated) and self.m["best_epoch"] >= evaluated[-1]
+
+    @property
+    def cut_short(self) -> bool:
+        """Stopped by its budget while its metric was still rising."""
+        return self.budget_stopped and self.still_improving
 
     @property
     def machine(self) -> str:
@@ -173,7 +177,7 @@ def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes
                 None)
     if note:
         reasons.append(note)
-    if any(r.budget_stopped and r.still_improving for r in rs) and ours < paper:
+    if any(r.cut_short for r in rs) and ours < paper:
         r = rs[0]
         reasons.append(f"stopped by its budget at epoch {r.m['epochs_run']} while still improving "
                        f"(best at the last evaluation): longer training would likely narrow the gap")
@@ -218,16 +222,31 @@ class Report:
             self.used[r.data["cell"]] = r
         return rs
 
+    # ---------------------------------------------------------------- selections shared by sections
+    def _t3_arms(self, dataset: str, want: dict[str, Any]) -> dict[str, list[Record]]:
+        """Table 3's BPR and SSM records for one model row (each loss with its own training similarity)."""
+        return {loss: select(self.records, dataset=dataset, protocol="paper", loss=loss,
+                             **default_similarity(loss), **want) for loss in ("bpr", "ssm")}
+
+    def _lightgcn_runs(self, dataset: str, losses: tuple[str, ...]) -> dict[str, Record]:
+        """Seed 0 of 1-layer LightGCN under the paper protocol, one record per loss that has one."""
+        runs = {}
+        for loss in losses:
+            rs = [r for r in select(self.records, dataset=dataset, protocol="paper", model="lightgcn", layers=1,
+                                    loss=loss, **default_similarity(loss)) if r.s["seed"] == 0]
+            if rs:
+                runs[loss] = rs[0]
+        return runs
+
     # ---------------------------------------------------------------- Table 3
     def table3(self) -> list[str]:
         lines, rows_csv = [], []
         for ds in DATASETS:
             body = []
             for label, want in T3_MODELS.items():
-                arms = {}
-                for loss in ("bpr", "ssm"):
-                    arms[loss] = self.use(select(self.records, dataset=ds, protocol="paper", loss=loss,
-                                                 **default_similarity(loss), **want))
+                arms = self._t3_arms(ds, want)
+                for rs in arms.values():
+                    self.use(rs)
                 if not any(arms.values()):
                     continue
                 for loss in ("bpr", "ssm"):
@@ -274,7 +293,7 @@ class Report:
             sig = f"{p} ({test['test']})"
         else:
             sig = "no test (per-user values missing)"
-        if any(r.budget_stopped and r.still_improving for r in bpr):
+        if any(r.cut_short for r in bpr):
             sig += "; BPR stopped by its budget while still improving, so this RI overstates SSM's lead"
         return (f"| | RI (SSM vs BPR) | {rel(s, b):+.1%} | {rel(ps, pb):+.1%} | | | | | {sig} |")
 
@@ -343,15 +362,10 @@ class Report:
 
     # ---------------------------------------------------------------- Figure 1 and beyond accuracy
     def figure1(self, dataset: str = "gowalla") -> list[str]:
-        runs = {}
-        for loss in FIG1_LOSSES:
-            rs = select(self.records, dataset=dataset, protocol="paper", model="lightgcn", layers=1, loss=loss,
-                        **default_similarity(loss))
-            rs = [r for r in rs if r.s["seed"] == 0]
-            if rs:
-                runs[loss] = self.use(rs)[0]
+        runs = self._lightgcn_runs(dataset, FIG1_LOSSES)
         if not runs:
             return []
+        self.use(list(runs.values()))
         self._plot_longtail(runs, dataset)
         lines = [f"![Recall@20 by item popularity group]({self.fig.name}/figure1_{dataset}.png)\n",
                  "| loss | Recall@20 | groups 1-3 (tail) | groups 4-7 | groups 8-10 (head) | coverage@20 | "
@@ -415,13 +429,7 @@ class Report:
 
     # ---------------------------------------------------------------- convergence
     def _convergence_runs(self, dataset: str) -> dict[str, Record]:
-        runs = {}
-        for loss in ("ssm", "bpr"):
-            rs = select(self.records, dataset=dataset, protocol="paper", model="lightgcn", layers=1, loss=loss,
-                        **default_similarity(loss))
-            rs = [r for r in rs if r.s["seed"] == 0]
-            if rs:
-                runs[loss] = rs[0]
+        runs = self._lightgcn_runs(dataset, ("ssm", "bpr"))
         return runs if len(runs) == 2 else {}
 
     def _catch_up(self, runs: dict[str, Record]) -> str:
@@ -484,36 +492,35 @@ class Report:
             return ["No run has recorded claim measurements yet."]
         self.use(rs)
 
-        name = run_name
         lines = ["**1. Popularity bias (eq. 11).** Slope of the mean test-time score of an item (over 2,000 random "
                  "users) and of its share of top-20 lists, against log(1 + training degree). Smaller slopes = less "
                  "drawn to popular items.\n",
                  "| run | score vs log-popularity: slope (Spearman) | recommendation frequency vs log-popularity: slope (Spearman) |",
                  "|---|---|---|"]
-        for r in sorted(rs, key=name):
+        for r in sorted(rs, key=run_name):
             pb = r.data["claims"]["popularity_bias"]
             a, b = pb["score_vs_logpop"], pb["recfreq_vs_logpop"]
-            lines.append(f"| {name(r)} | {a['slope']:.4f} ({a['spearman']:.2f}) | {b['slope']:.5f} ({b['spearman']:.2f}) |")
+            lines.append(f"| {run_name(r)} | {a['slope']:.4f} ({a['spearman']:.2f}) | {b['slope']:.5f} ({b['spearman']:.2f}) |")
         lines += ["\n**2. Hard negatives (eq. 12-14).** For trained models, each in-batch negative's term of the "
                   "gradient on the user representation (the terms are checked to sum to the autograd gradient), as a "
                   "share of its row, against sqrt(1 - c²)·exp(c/τ) normalised the same way.\n",
                   "| run | τ | negatives | max abs. difference from eq. 14 | gradient share of the hardest 10% | "
                   "negatives' cosine (10/50/90/99%) |", "|---|---|---|---|---|---|"]
-        for r in sorted(rs, key=name):
+        for r in sorted(rs, key=run_name):
             hn = r.data["claims"]["hard_negatives"]
             if r.s["loss"] != "ssm":
                 continue
             q = ", ".join(f"{v:.2f}" for v in hn["cosine_quantiles"])
-            lines.append(f"| {name(r)} | {hn['tau']} | {hn['negatives']} | {hn['max_abs_error']:.1e} | "
+            lines.append(f"| {run_name(r)} | {hn['tau']} | {hn['negatives']} | {hn['max_abs_error']:.1e} | "
                          f"{hn['share_of_gradient_from_hardest_10pct']:.1%} | {q} |")
         lines += ["\n**3. DCG bound (eq. 15-17).** Per test user: −log DCG (ranking over all items) against the "
                   "SSM loss over the full item set, averaged over the user's held-out items, with the run's training "
                   "similarity and temperature.\n",
                   "| run | users | bound holds (users) | bound holds (positives) | mean −log DCG | mean full-softmax loss | correlation |",
                   "|---|---|---|---|---|---|---|"]
-        for r in sorted(rs, key=name):
+        for r in sorted(rs, key=run_name):
             d = r.data["claims"]["dcg_bound"]
-            lines.append(f"| {name(r)} | {d['users']} | {d['share_users_bound_holds']:.1%} | "
+            lines.append(f"| {run_name(r)} | {d['users']} | {d['share_users_bound_holds']:.1%} | "
                          f"{d['share_positives_bound_holds']:.1%} | {d['mean_neg_log_dcg']:.3f} | "
                          f"{d['mean_full_softmax_loss']:.3f} | {d['correlation']:.2f} |")
         lines += ["\n**4. Magnitude (eq. 29-30).** Log-log slope of the final representation norm against node "
@@ -522,34 +529,34 @@ class Report:
                   "normalisation is a0 = 0.5), flat or falling for a0 = 1 (SVD++ user side [1, 0] averages a "
                   "user's items; its items are not propagated). MF has no such mechanism.\n",
                   "| run | items: slope (Spearman) | users: slope (Spearman) | mean item norm |", "|---|---|---|---|"]
-        for r in sorted(rs, key=name):
+        for r in sorted(rs, key=run_name):
             mg = r.data["claims"]["magnitude"]
             i, u = mg["item"]["loglog"], mg["user"]["loglog"]
-            lines.append(f"| {name(r)} | {i['slope']:.3f} ({i['spearman']:.2f}) | {u['slope']:.3f} ({u['spearman']:.2f}) | "
+            lines.append(f"| {run_name(r)} | {i['slope']:.3f} ({i['spearman']:.2f}) | {u['slope']:.3f} ({u['spearman']:.2f}) | "
                          f"{mg['item']['mean_norm']:.3f} |")
-        self._plot_claims(rs, name, dataset)
+        self._plot_claims(rs, dataset)
         lines.append(f"\n![claims]({self.fig.name}/claims_{dataset}.png)")
         return lines
 
-    def _plot_claims(self, rs, name: Callable, dataset: str) -> None:
+    def _plot_claims(self, rs: list[Record], dataset: str) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-        for r in sorted(rs, key=name):
+        for r in sorted(rs, key=run_name):
             c = r.data["claims"]
             axes[0].plot(c["popularity_bias"]["recfreq_curve"]["x"], c["popularity_bias"]["recfreq_curve"]["y"],
-                         label=name(r))
+                         label=run_name(r))
             if r.s["loss"] == "ssm":
                 hn = c["hard_negatives"]
-                axes[1].plot(hn["curve"]["x"], hn["curve"]["y"], "o", ms=3, label=f"{name(r)} measured")
+                axes[1].plot(hn["curve"]["x"], hn["curve"]["y"], "o", ms=3, label=f"{run_name(r)} measured")
                 axes[1].plot(hn["theory_curve"]["x"], hn["theory_curve"]["y"], "-", lw=1)
             d = c["dcg_bound"]["sample"]
-            axes[2].scatter(d["neg_log_dcg"], d["loss"], s=3, label=name(r))
+            axes[2].scatter(d["neg_log_dcg"], d["loss"], s=3, label=run_name(r))
             m = c["magnitude"]["item"]["curve"]
-            axes[3].plot(np.exp(m["x"]), m["y"], label=name(r))
+            axes[3].plot(np.exp(m["x"]), m["y"], label=run_name(r))
         axes[0].set(xlabel="log(1 + item degree)", ylabel="share of top-20 lists", yscale="log",
                     title="1. recommendations vs popularity")
         axes[1].set(xlabel="cosine(user, negative)", ylabel="mean gradient share",
@@ -573,26 +580,19 @@ class Report:
         for ds in DATASETS:
             verdicts = []
             for label, want in T3_MODELS.items():
-                arm = {loss: select(self.records, dataset=ds, protocol="paper", loss=loss,
-                                    **default_similarity(loss), **want) for loss in ("bpr", "ssm")}
+                arm = self._t3_arms(ds, want)
                 if arm["bpr"] and arm["ssm"]:
                     b = summary([r.test() for r in arm["bpr"]])["mean"]
                     s_ = summary([r.test() for r in arm["ssm"]])["mean"]
                     paper = PAPER_T3[(ds, want["model"], "ssm")][0] > PAPER_T3[(ds, want["model"], "bpr")][0]
-                    improving = any(r.budget_stopped and r.still_improving for r in arm["bpr"])
-                    flag = (" (BPR budget-stopped while still improving)" if improving else
+                    flag = (" (BPR budget-stopped while still improving)" if any(r.cut_short for r in arm["bpr"]) else
                             " (BPR budget-stopped)" if any(r.budget_stopped for r in arm["bpr"]) else "")
                     agree = "as in the paper" if (s_ > b) == paper else (
                         f"unlike the paper (its BPR: {PAPER_T3[(ds, want['model'], 'bpr')][0]:.4f})")
                     verdicts.append(f"{label}: SSM {'>' if s_ > b else '<'} BPR{flag}, {agree}")
             if verdicts:
                 out.append(f"- **SSM vs BPR on {ds}** (Recall@20): " + "; ".join(verdicts) + ".")
-        runs = {}
-        for loss in FIG1_LOSSES:
-            rs = [r for r in select(self.records, dataset="gowalla", protocol="paper", model="lightgcn", layers=1,
-                                    loss=loss, **default_similarity(loss)) if r.s["seed"] == 0]
-            if rs:
-                runs[loss] = rs[0].data["profile"]
+        runs = {loss: r.data["profile"] for loss, r in self._lightgcn_runs("gowalla", FIG1_LOSSES).items()}
         if "ssm" in runs and len(runs) > 1:
             tail = {k: sum(p["group_recall"][:5]) / max(p["recall"], 1e-12) for k, p in runs.items()}
             ranked = ", ".join(f"{k.upper()} {v:.0%}" for k, v in sorted(tail.items(), key=lambda kv: -kv[1]))
@@ -726,7 +726,7 @@ def load_notes(path: str | Path) -> dict[str, str]:
     p = Path(path)
     if not p.exists():
         return {}
-    return {k: str(v) for k, v in tomllib.loads(p.read_text()).get("notes", {}).items()}
+    return {k: str(v) for k, v in read_toml(p).get("notes", {}).items()}
 
 
 def render(records_dir: str | Path = "results/records", out_dir: str | Path = "results",
