@@ -6,7 +6,9 @@ small data; each launch costs two interpreter start-ups, so the checks share lau
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,6 +66,25 @@ def _worker(ctx, data, out):
     result["eval"] = evaluate(ctx, data)
     result["resume"] = fit_and_resume(ctx, data, out / "run")
     torch.save(result, out / f"rank{ctx.rank}.pt")
+
+
+def _threads_left_after_shutdown(index, port, out):
+    """A worker's life as ``launch`` runs it, with an optimizer built after joining the group
+    (which imports torch._dynamo); returns the names of the threads alive after shutdown."""
+    import os
+
+    from ssmrec.train import distributed
+
+    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    ctx = distributed.init("cpu", timeout=60)
+    torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=1e-3)
+    t = torch.ones(3)
+    dist.all_reduce(t)
+    dist.barrier()
+    distributed.shutdown()
+    names = sorted(p.read_text().strip() for p in Path("/proc/self/task").glob("*/comm"))
+    (out / f"threads{ctx.rank}.json").write_text(json.dumps(names))
 
 
 def _fail_on_rank_1(ctx):
@@ -145,3 +166,19 @@ def test_a_failing_worker_fails_the_launch_promptly():
     with pytest.raises(TrainingError, match=r"worker 1 of 2 failed: ValueError: worker 1 broke"):
         launch(_fail_on_rank_1, nproc=2, timeout=300)
     assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread names from /proc")
+def test_shutdown_leaves_no_process_group_thread(tmp_path):
+    """The root cause of a worker dying with SIGABRT at exit after a finished run: a process group
+    kept alive past destroy_process_group (see distributed._import_world_capturing_modules), its
+    gloo threads and rank 0's TCPStore thread torn down during interpreter shutdown."""
+    from torch.multiprocessing import start_processes
+
+    from ssmrec.train.distributed import free_port
+
+    start_processes(_threads_left_after_shutdown, (free_port(), tmp_path), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        names = json.loads((tmp_path / f"threads{rank}.json").read_text())
+        left = [n for n in names if "gloo" in n or "tcpstore" in n]
+        assert not left, f"rank {rank}: process-group threads alive after shutdown: {left}"

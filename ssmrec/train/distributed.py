@@ -232,13 +232,32 @@ def init(device: str = "auto", timeout: float | None = None) -> DistContext:
                                 f"{torch.cuda.device_count()} GPU(s) are visible: one process per GPU")
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
+    _import_world_capturing_modules()
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://",
                             rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout or timeout_seconds()))
     return DistContext(rank, world, local, dev)
 
 
+def _import_world_capturing_modules() -> None:
+    """Import, before any process group exists, the torch modules that bind ``group.WORLD`` at
+    import time.
+
+    ``torch.distributed.nn.functional`` declares ten functions with the default argument
+    ``group=group.WORLD``, evaluated when the module is first imported. Nothing imports it up
+    front, but the first ``torch.optim`` optimizer imports ``torch._dynamo``, which imports it. If
+    that happens after :func:`init`, the defaults hold ten references to the live default process
+    group: ``destroy_process_group()`` then cannot free it, and its gloo threads (and, on rank 0,
+    the TCPStore server thread) live on into interpreter shutdown, where the group is torn down in
+    no fixed order while its peer is already gone. That is where a worker died with ``terminate
+    called without an active exception`` (SIGABRT) after a finished run. Imported first, the
+    defaults bind ``None`` (the default group at call time) and :func:`shutdown` joins every
+    thread of the group (``tests/test_distributed.py`` checks that no c10d thread is left)."""
+    import torch.distributed.nn  # noqa: F401
+
+
 def shutdown() -> None:
+    """Leave the process group; every thread it started is joined before this returns."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
