@@ -449,11 +449,11 @@ def test_load_dataset_folder(tmp_path, gz):
 
 
 def test_load_dataset_folder_with_valid(tmp_path):
-    d = _folder(tmp_path, "0 1 2\n1 0\n", "0 3\n1 2\n", valid="0 4\n1 1\n")
+    d = _folder(tmp_path, "0 1 2\n1 0 3 4\n", "0 3\n1 2\n", valid="0 4\n1 1\n")
     paper = load_dataset(DataConfig(str(d)), "paper")
-    assert paper.valid is None and paper.train.nnz == 5  # validation folded into train
+    assert paper.valid is None and paper.train.nnz == 7  # validation folded into train
     holdout = load_dataset(DataConfig(str(d)), "holdout")
-    assert holdout.valid.nnz == 2 and holdout.train.nnz == 3
+    assert holdout.valid.nnz == 2 and holdout.train.nnz == 5
     assert pair_set(holdout.valid) == {(0, 4), (1, 1)}
 
 
@@ -509,3 +509,30 @@ def test_load_single_file_temporal(tmp_path):
         train_t = [stamp[(ru, ds.train.item_ids[i])] for i in ds.train.row(u)]
         test_t = [stamp[(ru, ds.test.item_ids[i])] for i in ds.test.row(u)]
         assert len(test_t) == 2 and min(test_t) > max(train_t)
+
+
+def test_ids_only_in_held_out_data_are_dropped_with_a_warning(tmp_path, caplog):
+    """LightGCN format, 4 trained items, a test item id 500: it is not a catalogue of 501 items
+    (497 of them untrained and ranked) but a dropped test pair; a test-only user likewise."""
+    d = _folder(tmp_path, "0 0 1\n1 2 3\n", "0 2 500\n1 0\n5 1\n")
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(DataConfig(str(d)))
+    assert ds.n_items == 4 and ds.test.n_items == 4
+    assert pair_set(ds.test) == {(0, 2), (1, 0)}
+    assert "test: 2 of 4 pairs dropped from evaluation: 1 item(s) and 1 user(s) never seen" in caplog.text
+
+
+def test_items_without_training_leave_the_catalogue_keeping_their_ids(tmp_path, caplog):
+    d = _folder(tmp_path, "0 0 4\n1 4 6\n", "0 6\n1 0\n1 5\n")
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(DataConfig(str(d)))
+    assert ds.n_items == 3 and list(ds.train.raw_items(np.arange(3))) == [0, 4, 6]
+    assert ds.train.item_index(6) == 2
+    assert pair_set(ds.test) == {(0, 6), (1, 0)}
+    assert "4 item id(s) with no training interaction left out of the catalogue (3 items remain)" in caplog.text
+
+
+def test_absurd_integer_ids_are_refused_before_allocating(tmp_path):
+    d = _folder(tmp_path, "0 0 1\n1 2 2000000000\n", "0 2\n")
+    with pytest.raises(DataError, match=r"item id 2000000000 would make 2,000,000,001 item rows for 4 distinct"):
+        load_dataset(DataConfig(str(d)))

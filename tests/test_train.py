@@ -103,7 +103,7 @@ def test_interrupt_mid_epoch_then_resume_loses_nothing(tiny, tmp_path, monkeypat
         return original(self, model, batch)
 
     monkeypatch.setattr(t.objective.__class__, "__call__", flaky)
-    with pytest.raises(Interrupted, match="resume with: ssmrec train --resume"):
+    with pytest.raises(Interrupted, match="Resume with: ssmrec train --resume"):
         t.fit()
     monkeypatch.undo()
     assert (tmp_path / "cut" / "last.pt").is_file()

@@ -1,25 +1,35 @@
-"""Data: interactions, readers, splits, the dataset registry and training batches."""
+"""Data: interactions, readers, splits, the dataset registry and training batches.
 
-from ssmrec.data.dataset import PROTOCOLS, DataConfig, Dataset, load_dataset
-from ssmrec.data.interactions import DataError, Interactions
-from ssmrec.data.readers import (
-    PairTable,
-    check_disjoint,
-    encode,
-    read_any,
-    read_lightgcn,
-    read_pairs,
-    read_recbole,
-)
-from ssmrec.data.registry import REGISTRY, DatasetSpec, get_spec, locate
-from ssmrec.data.sampling import Batch, PairSampler, PopularityNegatives, log_expected_counts, sample_unseen
-from ssmrec.data.splits import carve_validation, kcore, ratio_split
-from ssmrec.data.synthetic import synthetic, write_lightgcn
+Names are imported on first use (PEP 562), so that importing one light submodule (settings,
+errors) does not load pandas or torch.
+"""
 
-__all__ = [
-    "PROTOCOLS", "REGISTRY", "Batch", "DataConfig", "DataError", "Dataset", "DatasetSpec",
-    "Interactions", "PairSampler", "PairTable", "PopularityNegatives", "carve_validation",
-    "check_disjoint", "encode", "get_spec", "kcore", "load_dataset", "locate",
-    "log_expected_counts", "ratio_split", "read_any", "read_lightgcn", "read_pairs",
-    "read_recbole", "sample_unseen", "synthetic", "write_lightgcn",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "PROTOCOLS": "config", "DataConfig": "config",
+    "Dataset": "dataset", "load_dataset": "dataset",
+    "DataError": "interactions", "Interactions": "interactions",
+    "PairTable": "readers", "check_disjoint": "readers", "encode": "readers", "read_any": "readers",
+    "read_lightgcn": "readers", "read_pairs": "readers", "read_recbole": "readers",
+    "REGISTRY": "registry", "DatasetSpec": "registry", "get_spec": "registry", "locate": "registry",
+    "Batch": "sampling", "PairSampler": "sampling", "PopularityNegatives": "sampling",
+    "log_expected_counts": "sampling", "sample_unseen": "sampling",
+    "carve_validation": "splits", "kcore": "splits", "ratio_split": "splits",
+    "synthetic": "synthetic", "write_lightgcn": "synthetic",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -9,46 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ssmrec.data import registry
+from ssmrec.data.config import PROTOCOLS, DataConfig
 from ssmrec.data.interactions import DataError, Interactions
 from ssmrec.data.readers import PairTable, check_disjoint, encode, read_any, read_lightgcn, read_pairs
 from ssmrec.data.splits import carve_validation, kcore, ratio_split
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("paper", "holdout")
-
-
-@dataclass
-class DataConfig:
-    """How to obtain and split a dataset.
-
-    Args:
-        dataset: a registry name (``gowalla``, ``yelp2018``, ``amazon-book``,
-            ``alibaba-ifashion``), a folder holding ``train.txt``/``test.txt`` (optionally
-            ``valid.txt``; ``.gz`` allowed), or a single interaction file (LightGCN text,
-            csv/tsv/parquet pairs or a RecBole ``.inter``) that is split as configured.
-        data_dir: where to look for registry datasets first (default: ``$SSMREC_DATA``, then
-            the user cache).
-        ratios: train/valid/test fractions for splitting a single file (default: 0.7/0.1/0.2).
-        valid_fraction: share of each user's training items carved into validation under the
-            ``holdout`` protocol when the data has no validation set (default: 1/8).
-        split_seed: seed of every random split (default: ``0``).
-        temporal: split a single file by timestamp instead of at random (default: ``False``).
-        kcore: k-core filter applied to a single file before splitting; 0 = off (default: 0).
-        min_rating: keep only interactions rated at least this (default: keep all).
-        download: fetch a missing registry dataset into the cache (default: ``True``).
-    """
-
-    dataset: str = "gowalla"
-    data_dir: str | None = None
-    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    valid_fraction: float = 0.125
-    split_seed: int = 0
-    temporal: bool = False
-    kcore: int = 0
-    min_rating: float | None = None
-    download: bool = True
-
 
 @dataclass
 class Dataset:
@@ -93,7 +59,10 @@ def load_dataset(cfg: DataConfig, protocol: str = "paper") -> Dataset:
         check_disjoint(ds.valid, ds.test)
     if protocol == "paper" and ds.valid is not None:
         ds.train, ds.valid = ds.train.union(ds.valid, "train"), None
-    elif protocol == "holdout" and ds.valid is None:
+    # ids the training data never sees (before carving: an item whose every training pair the
+    # holdout carve moves to validation is the split's doing, not the data's, and stays)
+    ds = restrict_to_trained(ds)
+    if protocol == "holdout" and ds.valid is None:
         ds.train, ds.valid = carve_validation(ds.train, cfg.valid_fraction, seed=cfg.split_seed)
     ds.train.name, ds.test.name = f"{ds.name} train", f"{ds.name} test"
     if ds.valid is not None:
@@ -101,8 +70,48 @@ def load_dataset(cfg: DataConfig, protocol: str = "paper") -> Dataset:
     return ds
 
 
+def restrict_to_trained(ds: Dataset) -> Dataset:
+    """The policy for ids that training never sees (README, "Ids only in held-out data").
+
+    A held-out (validation or test) pair whose user or item has no training interaction cannot
+    be learned: it is dropped from evaluation, with a warning giving the counts. Items with no
+    training interaction (ids only in held-out files, or gaps in an integer id range) leave the
+    catalogue, so they are neither trained nor ranked; their original ids stay attached to the
+    others, so outputs still speak the ids of the files. Users keep their rows (a user with no
+    training items is simply not evaluated).
+    """
+    train = ds.train
+    item_ok, user_ok = train.item_degree > 0, train.user_degree > 0
+    for role in ("valid", "test"):
+        part = getattr(ds, role)
+        if part is None:
+            continue
+        users = part.pair_users()
+        bad_item, bad_user = ~item_ok[part.indices], ~user_ok[users]
+        drop = bad_item | bad_user
+        if drop.any():
+            log.warning("%s %s: %d of %d pairs dropped from evaluation: %d item(s) and %d user(s) never seen "
+                        "in training (they cannot be learned)", ds.name, role, int(drop.sum()), part.nnz,
+                        np.unique(part.indices[bad_item]).size, np.unique(users[bad_user]).size)
+            setattr(ds, role, part.select(~drop))
+    if item_ok.all():
+        return ds
+    kept = np.flatnonzero(item_ok)
+    log.warning("%s: %d item id(s) with no training interaction left out of the catalogue (%d items remain)",
+                ds.name, train.n_items - kept.size, kept.size)
+    new_index = np.cumsum(item_ok) - 1
+    raw = train.raw_items(kept)
+    for role in ("train", "valid", "test"):
+        part = getattr(ds, role)
+        if part is None:
+            continue
+        setattr(ds, role, Interactions(part.indptr, new_index[part.indices], part.n_users, kept.size,
+                                       part.user_ids, raw, part.name))
+    return ds
+
+
 def _load_raw(cfg: DataConfig) -> Dataset:
-    if _is_registry_name(cfg.dataset):
+    if is_registry_name(cfg.dataset):
         return _load_registry(cfg)
     path = Path(cfg.dataset).expanduser()
     if path.is_dir():
@@ -115,7 +124,7 @@ def _load_raw(cfg: DataConfig) -> Dataset:
                     f"registered datasets {', '.join(registry.REGISTRY)}")
 
 
-def _is_registry_name(name: str) -> bool:
+def is_registry_name(name: str) -> bool:
     """A bare registry name (not a path like ``./gowalla``) always means the registry dataset."""
     if "/" in name or name.startswith("."):
         return False

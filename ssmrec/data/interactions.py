@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, line or setting at fault."""
+from ssmrec.errors import DataError  # re-exported: defined where the CLI imports it cheaply
 
 
 @dataclass(eq=False)

@@ -346,6 +346,7 @@ def encode(
                         + ", ".join(t.source for t in tables.values()))
     integer = kinds.pop()
     if integer:
+        _refuse_sparse_ids(tables)
         nu = max([int(t.users.max()) + 1 if len(t) else 0 for t in tables.values()]
                  + [t.n_users_hint for t in tables.values()])
         ni = max(int(t.items.max()) + 1 if len(t) else 0 for t in tables.values())
@@ -368,6 +369,26 @@ def encode(
         _report_duplicates(t, inter)
         out[key] = inter
     return out
+
+
+MAX_ID = 2**31 - 2
+
+
+def _refuse_sparse_ids(tables: dict[str, PairTable]) -> None:
+    """Integer ids are used as row numbers: refuse, before allocating anything, ids that would
+    make tables mostly empty (an id of 2,000,000,000 among a few hundred) or overflow."""
+    for what in ("user", "item"):
+        arrays = [getattr(t, f"{what}s") for t in tables.values() if len(t)]
+        if not arrays:
+            continue
+        top = max(int(a.max()) for a in arrays)
+        distinct = np.unique(np.concatenate(arrays)).size
+        if top > MAX_ID or (top >= 1_000_000 and top + 1 > 100 * distinct):
+            source = next(t.source for t in tables.values() if len(t) and int(getattr(t, f"{what}s").max()) == top)
+            raise DataError(
+                f"{source}: {what} id {top} would make {top + 1:,} {what} rows for {distinct:,} distinct ids; "
+                "integer ids of this format are row numbers: renumber them 0..n-1, or use a csv/tsv file, "
+                "whose ids are mapped to rows")
 
 
 def check_disjoint(a: Interactions, b: Interactions) -> None:

@@ -149,7 +149,7 @@ class Runner:
             trainer = Trainer.resume(path, echo=self.echo, overrides=self.overrides)
             result = trainer.finish(finished["stop_reason"], finished.get("wall_seconds", 0.0))
         else:
-            if (path / LAST).exists():
+            if run.exists():  # started before (a checkpoint, or killed before its first one)
                 self.echo(f"[{cell.experiment}] {cell.id}: resuming")
                 trainer = Trainer.resume(path, echo=self.echo, overrides=self.overrides)
             else:

@@ -115,11 +115,26 @@ class DistContext:
 
     def loss_value(self, loss: torch.Tensor) -> float:
         """The global batch's loss from this rank's share of it (the shares sum to it)."""
+        return self.loss_and_stop(loss, False)[0]
+
+    def loss_and_stop(self, loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+        """The global batch's loss, and whether any rank asks to stop after this step (a
+        signal), in the one all-reduce a step already makes: every rank stops at the same step."""
         if not self.enabled:
-            return loss.item()
-        value = loss.detach().to(torch.float64).reshape(1)
+            return loss.item(), stop
+        value = torch.stack([loss.detach().to(torch.float64).reshape(()),
+                             torch.tensor(float(stop), dtype=torch.float64, device=loss.device)])
         dist.all_reduce(value)
-        return value.item()
+        total, stops = value.tolist()
+        return total, stops > 0
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (the same answer on every rank)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item())
 
     def reduce_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Sum the gradients over the ranks, in one all-reduce of a flat buffer."""
@@ -282,8 +297,15 @@ def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int = 1, device: 
       (followed by ``hint``). Returns None then (results go through files).
     """
     if in_torchrun():
+        from ssmrec.train.signals import Interrupted
+
         ctx = init(device, timeout)
-        result = fn(ctx, *args)
+        try:
+            result = fn(ctx, *args)
+        except Interrupted:  # torchrun passed the signal on; every rank stopped at the same step
+            dist.barrier()
+            shutdown()
+            raise
         dist.barrier()
         shutdown()
         return result
@@ -296,31 +318,57 @@ def _spawn(fn, args, nproc, device, timeout, hint):
     from torch.multiprocessing import start_processes
     from torch.multiprocessing.spawn import ProcessException
 
-    from ssmrec.train.trainer import Interrupted, TrainingError
+    from ssmrec.train.signals import SIGNALS, Interrupted, signal_name
+    from ssmrec.train.trainer import TrainingError
 
     errors = Path(tempfile.mkdtemp(prefix="ssmrec-workers-"))
+    received: list[int] = []
+    previous = {}
     try:
         procs = start_processes(_worker, (fn, args, nproc, free_port(), device, timeout, str(errors)),
                                 nprocs=nproc, join=False, start_method="spawn")
+
+        def forward(signum, frame):
+            # a terminal's Ctrl-C reaches the workers too; a scheduler's SIGTERM reaches only us:
+            # pass it on, the workers stop together at their next safe point and rank 0 checkpoints
+            received.append(signum)
+            for p in procs.processes:
+                if p.is_alive():
+                    os.kill(p.pid, signum)
+
+        for s in SIGNALS:
+            previous[s] = signal.signal(s, forward)
         try:
             while not procs.join():
                 pass
         except ProcessException as e:
+            if received:
+                raise Interrupted(f"{signal_name(received[0])}: the workers stopped before training "
+                                  "could checkpoint" + hint, received[0]) from None
             raise TrainingError(_failure(errors, e, nproc) + hint) from None
-        except KeyboardInterrupt:
-            _wind_down(procs.processes)
-            raise Interrupted(f"interrupted ({nproc} workers)" + hint) from None
+        stopped = [json.loads(p.read_text()) for p in sorted(errors.glob("interrupted-*.json"))]
+        if stopped:
+            first = min(stopped, key=lambda r: r["rank"])
+            raise Interrupted(first["message"], first["signum"])
     finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
         shutil.rmtree(errors, ignore_errors=True)
 
 
 def _worker(index, fn, args, nproc, port, device, timeout, errors):
+    from ssmrec.train.signals import Interrupted
+
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(nproc),
                       LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))  # a run's --threads overrides
     try:
         ctx = init(device, timeout)
-        fn(ctx, *args)
+        try:
+            fn(ctx, *args)
+        except Interrupted as e:  # every rank stopped at the same step; rank 0 wrote the checkpoint
+            record = {"rank": index, "signum": e.signum, "message": str(e)}
+            (Path(errors) / f"interrupted-{index}.json").write_text(json.dumps(record))
         dist.barrier()  # nobody tears down while a peer may still talk to it
         shutdown()
     except BaseException as e:
@@ -333,24 +381,8 @@ def _worker(index, fn, args, nproc, port, device, timeout, errors):
 
 
 def _failure(errors: Path, exc, nproc: int) -> str:
-    records = {r["rank"]: r for r in (json.loads(p.read_text()) for p in errors.glob("*.json"))}
+    records = {r["rank"]: r for r in (json.loads(p.read_text()) for p in errors.glob("[0-9]*.json"))}
     if exc.error_index not in records:  # died without a Python error (killed, out of memory)
         return f"worker {exc.error_index} of {nproc} failed: {exc}"
     first = min(records.values(), key=lambda r: r["time"])
     return f"worker {first['rank']} of {nproc} failed: {first['error']}"
-
-
-def _wind_down(processes, wait: float = 60.0) -> None:
-    """After Ctrl-C: the workers got the signal too (rank 0 writes its checkpoint); make sure
-    they did, give them time to finish, then stop what is left."""
-    deadline = time.time() + 2.0
-    for p in processes:
-        p.join(max(0.0, deadline - time.time()))
-    for p in processes:
-        if p.is_alive():
-            os.kill(p.pid, signal.SIGINT)
-    deadline = time.time() + wait
-    for p in processes:
-        p.join(max(0.0, deadline - time.time()))
-        if p.is_alive():
-            p.terminate()

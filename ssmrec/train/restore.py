@@ -30,7 +30,7 @@ class Restored:
 
 def restore(run_dir: str | Path, *, device: str = "auto", checkpoint: str = BEST) -> Restored:
     run = RunDir(run_dir)
-    cfg = run.load_config()
+    cfg = run.data_config(run.load_config())
     dev = resolve_device(device)
     data = load_dataset(cfg.data_config(), cfg.protocol)
     recorded = run.record().get("data", {})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,31 @@ import torch
 from ssmrec.train.config import ConfigError, TrainConfig, save_json
 
 CONFIG, HISTORY, METRICS, BEST, LAST = "config.json", "history.jsonl", "metrics.json", "best.pt", "last.pt"
+EXPORT = "export"
+RUN_FILES = (CONFIG, HISTORY, METRICS, BEST, LAST, EXPORT)
+
+
+def check_new_run_dir(path: str | Path) -> None:
+    """Refuse, before any work, a path that cannot take a new run: a file, a directory that
+    already holds a run (resume it instead), or a place where no directory can be made."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"out: {p} is a file, not a run directory")
+    if p.is_dir():
+        found = [f for f in RUN_FILES if (p / f).exists()]
+        if found:
+            raise ConfigError(f"out: {p} already holds a run ({', '.join(found)}); continue it with "
+                              f"`ssmrec train --resume {p}`, or choose another --out")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"out: cannot create {p}: {parent} is a file")
+    try:  # the real test of writability (permissions, read-only or virtual filesystems)
+        os.rmdir(tempfile.mkdtemp(prefix=".ssmrec-probe-", dir=parent))
+    except OSError as e:
+        raise ConfigError(f"out: cannot create {p} ({e.strerror or e})") from None
 
 
 def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
@@ -74,7 +101,10 @@ class RunDir:
         self.path = Path(path)
 
     def create(self, cfg: TrainConfig, extra: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"out: cannot create {self.path} ({e.strerror or e})") from None
         save_json(self.path / CONFIG, {"config": cfg.to_dict(), **extra})
 
     def exists(self) -> bool:
@@ -89,6 +119,17 @@ class RunDir:
 
     def record(self) -> dict[str, Any]:
         return json.loads((self.path / CONFIG).read_text())
+
+    def data_config(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` with its data found where it was at training time, so that a run directory
+        works from any working directory and without ``$SSMREC_DATA`` (the data's fingerprint
+        is checked by whoever loads it)."""
+        where = self.record().get("data", {}).get("location") or {}
+        if where.get("dataset") and not Path(cfg.dataset).expanduser().exists() and Path(where["dataset"]).exists():
+            return dataclasses.replace(cfg, dataset=where["dataset"])
+        if where.get("data_dir") and cfg.data_dir is None and Path(where["data_dir"]).is_dir():
+            return dataclasses.replace(cfg, data_dir=where["data_dir"])
+        return cfg
 
     def write_history(self, history: list[dict]) -> None:
         tmp = self.path / (HISTORY + ".tmp")

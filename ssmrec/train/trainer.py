@@ -14,13 +14,18 @@ from tqdm.auto import tqdm
 
 from ssmrec.data.dataset import Dataset, load_dataset
 from ssmrec.data.sampling import Batch
+from ssmrec.errors import TrainingError  # re-exported
 from ssmrec.eval.evaluator import Evaluator
 from ssmrec.models import build_model
 from ssmrec.train.callbacks import EarlyStopping
-from ssmrec.train.config import TrainConfig
+from ssmrec.train.config import ConfigError, TrainConfig
 from ssmrec.train.distributed import SINGLE, DistContext
+from ssmrec.train.export import write_export
 from ssmrec.train.objective import build_objective
-from ssmrec.train.run import BEST, LAST, RunDir, default_run_dir, environment
+from ssmrec.train.run import BEST, EXPORT, LAST, RunDir, check_new_run_dir, default_run_dir, environment
+from ssmrec.train.signals import Interrupted, StopRequest, signal_name
+
+__all__ = ["Interrupted", "Trainer", "TrainingError", "resolve_device"]
 
 SELECTION = {
     "paper": "test-selected: the best epoch is chosen on the test set, as the study's code does "
@@ -30,12 +35,6 @@ SELECTION = {
 }
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
-
-
-class Interrupted(RuntimeError):
-    """The run was interrupted; a checkpoint was written and the run can be resumed."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,6 +43,17 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError(f"device={name!r} but CUDA is not available here; use --device cpu or auto")
     return torch.device(name)
+
+
+def data_location(cfg: TrainConfig, data: Dataset) -> dict[str, str]:
+    """Where the data was found, as absolute paths (kept in config.json so a run travels)."""
+    from ssmrec.data.dataset import is_registry_name
+
+    if is_registry_name(cfg.dataset):
+        first = Path(data.source.split(", ")[0]) if data.source else None
+        return {"data_dir": str(first.resolve().parent.parent)} if first and first.exists() else {}
+    path = Path(cfg.dataset).expanduser()
+    return {"dataset": str(path.resolve())} if path.exists() else {}
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -67,13 +77,23 @@ class Trainer:
         write: write the run directory (default: True).
         dist: this process's place in a distributed run (default: one process); only rank 0
             writes files and prints (see :mod:`ssmrec.train.distributed`).
+        resuming: ``run_dir`` holds this run already (used by :meth:`resume`); otherwise a
+            directory that already holds a run is refused rather than overwritten
+            (default: False).
+
+    SIGINT and SIGTERM during :meth:`fit` stop the run at the next safe point with a checkpoint
+    (see :mod:`ssmrec.train.signals`); resuming then gives exactly the uninterrupted run.
     """
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None, *,
                  run_dir: str | Path | None = None, echo: Callable[[str], None] | None = print,
-                 write: bool = True, dist: DistContext = SINGLE):
+                 write: bool = True, dist: DistContext = SINGLE, resuming: bool = False):
         self.cfg, self.dist = cfg, dist
         self.echo = echo if echo and dist.is_main else (lambda s: None)
+        writes = write and dist.is_main
+        path = Path(run_dir or cfg.out or default_run_dir(cfg)) if writes else None
+        if path is not None and not resuming:
+            check_new_run_dir(path)  # before any work: never overwrite a run
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = dist.device or resolve_device(cfg.device)
@@ -81,6 +101,10 @@ class Trainer:
             with dist.local_main_first():  # one download per machine
                 dataset = load_dataset(cfg.data_config(), cfg.protocol)
         self.data = dataset
+        top = max(cfg.ks)
+        if top > self.data.n_items:
+            raise ConfigError(f"ks: K {top} is larger than the {self.data.n_items} items of "
+                              f"{self.data.name}")
         torch.manual_seed(cfg.seed)
         train = self.data.train
         self.model = build_model(cfg.model, train, cfg.dim, layers=cfg.layers, side=cfg.side,
@@ -102,8 +126,9 @@ class Trainer:
         self.partial = {"loss": 0.0, "batches": 0, "seconds": 0.0}
         self.train_seconds = self.eval_seconds = 0.0
         self.run: RunDir | None = None
-        if write and dist.is_main:
-            self.run = RunDir(run_dir or cfg.out or default_run_dir(cfg))
+        self.stop = StopRequest(quiet=True)  # replaced by the live one during fit()
+        if path is not None:
+            self.run = RunDir(path)
             if not self.run.exists():
                 self.run.create(cfg, {"env": environment(), "data": self._data_record()})
 
@@ -116,10 +141,10 @@ class Trainer:
         ``epochs``, change ``device``/``threads``/``progress``/``nproc``; ``dataset`` defaults
         to reloading the run's data). In a distributed run every process loads the checkpoint."""
         run = RunDir(run_dir)
-        cfg = run.load_config()
+        cfg = run.data_config(run.load_config())
         if overrides:
             cfg = cfg.replace(overrides, source="resume")
-        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo, dist=dist)
+        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo, dist=dist, resuming=True)
         recorded = run.record().get("data", {})
         if recorded.get("fingerprint") and recorded["fingerprint"] != trainer._data_record()["fingerprint"]:
             raise TrainingError(f"{run.path}: the dataset differs from the one this run was trained "
@@ -127,7 +152,14 @@ class Trainer:
         state = run.load(LAST, trainer.device)
         if state is not None:
             trainer.load_state_dict(state)
-            trainer.echo(f"resuming {run.path} at epoch {trainer.epoch + 1}, batch {trainer.batch}")
+            if run.metrics() is not None and trainer.epoch >= cfg.epochs:
+                trainer.echo(f"{run.path} has finished ({run.metrics()['stop_reason']}, "
+                             f"{trainer.epoch} epochs); raise --epochs to train further")
+            else:
+                trainer.echo(f"resuming {run.path} at epoch {trainer.epoch + 1}, batch {trainer.batch}")
+        else:
+            trainer.echo(f"{run.path} has no checkpoint yet (stopped before its first one): "
+                         "starting from epoch 1")
         return trainer
 
     def state_dict(self) -> dict[str, Any]:
@@ -154,7 +186,8 @@ class Trainer:
 
     def _data_record(self) -> dict[str, Any]:
         d = self.data
-        return {"name": d.name, "source": d.source, "fingerprint": d.train.fingerprint(),
+        return {"name": d.name, "source": d.source, "location": data_location(self.cfg, d),
+                "fingerprint": d.train.fingerprint(),
                 "users": d.n_users, "items": d.n_items, "train": d.train.nnz, "test": d.test.nnz,
                 "valid": d.valid.nnz if d.valid is not None else 0}
 
@@ -182,17 +215,19 @@ class Trainer:
                 self.partial["batches"] += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if self._stop_agreed:  # a safe point: the step and its counters are complete
+                    self._add_time(t0)
+                    self._checkpoint()
+                    raise self._interrupted(f"epoch {epoch + 1}, batch {self.batch}")
                 if cfg.checkpoint_every and time.time() - last_ckpt > cfg.checkpoint_every:
                     self._add_time(t0)
                     t0 = time.perf_counter()
                     self._checkpoint()
                     last_ckpt = time.time()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # no signal handler (fit() outside the main thread)
             self._add_time(t0)
             self._checkpoint()
-            where = self.run.path if self.run else "(no run directory)"
-            raise Interrupted(f"interrupted at epoch {epoch + 1}, batch {self.batch}; "
-                              f"resume with: ssmrec train --resume {where}") from None
+            raise self._interrupted(f"epoch {epoch + 1}, batch {self.batch}") from None
         finally:
             bar.close()
         self._add_time(t0)
@@ -204,7 +239,7 @@ class Trainer:
         cfg = self.cfg
         batch = batch.to(self.device)
         loss = self.objective(self.model, batch)  # this process's share of the batch's loss
-        value = self.dist.loss_value(loss)
+        value, self._stop_agreed = self.dist.loss_and_stop(loss, self.stop.requested)
         if not math.isfinite(value):
             raise TrainingError(
                 f"the loss became {value} at epoch {epoch + 1}, batch {batch.index} "
@@ -216,6 +251,17 @@ class Trainer:
         self.dist.reduce_gradients(self.model.parameters())
         self.optimizer.step()
         return value
+
+    _stop_agreed = False
+
+    def _interrupted(self, where: str) -> Interrupted:
+        """The exception that ends a run stopped by a signal (after its checkpoint)."""
+        signum = self.stop.signum or 2
+        resume = f"ssmrec train --resume {self.run.path}" if self.run else "(no run directory to resume)"
+        if self.run is not None and self.cfg.nproc > 1:
+            resume += f" --nproc {self.cfg.nproc}"
+        return Interrupted(f"{signal_name(signum)}: stopped at {where}; checkpoint written. "
+                           f"Resume with: {resume}", signum)
 
     def _add_time(self, t0: float) -> None:
         self.partial["seconds"] += time.perf_counter() - t0
@@ -229,6 +275,10 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs``, early stopping or the time budget; returns the final metrics."""
+        with StopRequest(quiet=not self.dist.is_main) as self.stop:
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
         wall0 = time.perf_counter()
         reason = "max_epochs"
@@ -254,6 +304,8 @@ class Trainer:
             if self.stopper.should_stop:
                 reason = "early_stopped"
                 break
+            if self.dist.any(self.stop.requested):  # after evaluation and the epoch's checkpoint
+                raise self._interrupted(f"the end of epoch {epoch + 1}")
             spent = self.train_seconds + self.eval_seconds
             if cfg.max_seconds and self.dist.main_decides(spent >= cfg.max_seconds):
                 reason = "time_budget"
@@ -301,6 +353,9 @@ class Trainer:
             "model": cfg.model, "loss": cfg.loss, "dataset": self.data.name, "seed": cfg.seed,
         }
         if self.run is not None:
+            # what the run needs to answer from anywhere: scored vectors, ids, seen items
+            write_export(self.run.path / EXPORT, self.model, self.data, cfg, epoch=best_epoch,
+                         metrics=test, run_dir=self.run.path)
             self.run.write_metrics(result)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in test.items())
         self.echo(f"best epoch {best_epoch} ({reason}); test: {shown}")
