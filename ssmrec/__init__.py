@@ -1,3 +1,13 @@
 """ssmrec: collaborative filtering with the sampled softmax loss and its rivals."""
 
 __version__ = "0.1.0"
+
+__all__ = ["Recommender", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Recommender":  # imported on first use: `import ssmrec` stays light
+        from ssmrec.api import Recommender
+
+        return Recommender
+    raise AttributeError(f"module 'ssmrec' has no attribute {name!r}")

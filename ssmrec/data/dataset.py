@@ -52,7 +52,13 @@ def load_dataset(cfg: DataConfig, protocol: str = "paper") -> Dataset:
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    ds = _load_raw(cfg)
+    return prepare(_load_raw(cfg), cfg, protocol)
+
+
+def prepare(ds: Dataset, cfg: DataConfig, protocol: str = "paper") -> Dataset:
+    """Apply a protocol to loaded train / validation / test sets (see :func:`load_dataset`)."""
+    if protocol not in PROTOCOLS:
+        raise DataError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     check_disjoint(ds.train, ds.test)
     if ds.valid is not None:
         check_disjoint(ds.train, ds.valid)
@@ -186,6 +192,20 @@ def _load_single(path: Path, cfg: DataConfig) -> Dataset:
     train, valid, test = ratio_split(inter, tuple(cfg.ratios), seed=cfg.split_seed, timestamps=times)
     name = path.name.split(".")[0]
     return Dataset(name, train, test, valid if valid.nnz else None, source=str(path))
+
+
+def from_tables(name: str, tables: dict[str, PairTable], cfg: DataConfig, protocol: str = "paper") -> Dataset:
+    """A dataset from in-memory tables: ``{"train", "test"[, "valid"]}`` used as given, or
+    ``{"all"}`` split by ``cfg.ratios`` (``cfg.temporal``: by timestamp)."""
+    inter = encode(tables)
+    if "all" not in inter:
+        return prepare(Dataset(name, inter["train"], inter["test"], inter.get("valid"), source=name), cfg, protocol)
+    table, all_ = tables["all"], inter["all"]
+    times = _aligned(table, all_, table.timestamps) if cfg.temporal and table.timestamps is not None else None
+    if cfg.temporal and times is None:
+        raise DataError(f"{name}: temporal=True but no time column was given")
+    train, valid, test = ratio_split(all_, tuple(cfg.ratios), seed=cfg.split_seed, timestamps=times)
+    return prepare(Dataset(name, train, test, valid if valid.nnz else None, source=name), cfg, protocol)
 
 
 def _aligned(table: PairTable, inter: Interactions, values: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -285,6 +286,34 @@ def _read_delimited(path: Path, sep: str | None, header: bool | None) -> tuple[p
     if len(numbers) != frame.shape[0]:  # quoted fields spanning lines: row numbers instead
         return frame, _Where(None)
     return frame, _Where(numbers)
+
+
+def table_from_frame(frame: Any, *, user_col: str = "user", item_col: str = "item",
+                     rating_col: str | None = None, time_col: str | None = None, name: str = "frame",
+                     min_rating: float | None = None) -> PairTable:
+    """Pairs from an in-memory table with named columns: a pandas or polars DataFrame, or a
+    pyarrow Table. Ids may be strings or integers (mapped to rows; original ids kept)."""
+    if hasattr(frame, "to_pandas") and not isinstance(frame, pd.DataFrame):
+        frame = frame.to_pandas()  # polars, pyarrow
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{name}: expected a pandas/polars DataFrame or a pyarrow Table, got {type(frame).__name__}")
+    for col in (user_col, item_col, rating_col, time_col):
+        if col is not None and col not in frame.columns:
+            raise DataError(f"{name}: no column {col!r} (columns: {', '.join(map(str, frame.columns))})")
+    if frame.shape[0] == 0:
+        raise DataError(f"{name}: no rows")
+    where = _Where(None)
+    users = _ids(frame[user_col], Path(name), where, "user")
+    items = _ids(frame[item_col], Path(name), where, "item")
+    ratings = _numeric(frame[rating_col], Path(name), where, "rating") if rating_col else None
+    stamps = _numeric(frame[time_col], Path(name), where, "timestamp") if time_col else None
+    if min_rating is not None:
+        if ratings is None:
+            raise DataError(f"{name}: min_rating={min_rating} needs rating_col")
+        keep = ratings >= min_rating
+        users, items, ratings = users[keep], items[keep], ratings[keep]
+        stamps = stamps[keep] if stamps is not None else None
+    return PairTable(users, items, name, False, ratings, stamps)
 
 
 def read_recbole(path: str | os.PathLike, *, user_field: str = "user_id", item_field: str = "item_id",

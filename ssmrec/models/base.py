@@ -31,6 +31,14 @@ class Recommender(nn.Module):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def __call__(self, *args, **kwargs):
+        """In eval mode, ``model()`` gives the representations as scored, detached (ready for
+        ``.numpy()``); in train mode it builds the autograd graph as usual."""
+        if self.training or args or kwargs:
+            return super().__call__(*args, **kwargs)
+        with torch.no_grad():
+            return super().__call__()
+
     def batch_reps(
         self, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -85,6 +85,7 @@ def write_export(out: str | Path, model: torch.nn.Module, data: Dataset, cfg: Tr
         "epoch": int(epoch), "metrics": metrics or {},
         "run_dir": str(Path(run_dir).resolve()) if run_dir else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ssmrec": __version__,
+        "settings": cfg.to_dict(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -328,6 +328,7 @@ class Trainer:
         if best is not None:
             self.model.load_state_dict(best["model"])
         self.dist.broadcast_parameters(self.model)  # rank 0 holds the best model
+        self.model.eval()  # trainer.model() now gives the scored representations, detached
         best_epoch = self.stopper.best_epoch
         best_record = next((h for h in self.history if h["epoch"] == best_epoch), {})
         keys = [k for k in best_record if "@" in k]
