@@ -50,11 +50,12 @@ class Recommender:
     def fit(self, data: Any, *, test: Any = None, valid: Any = None, user_col: str = "user",
             item_col: str = "item", rating_col: str | None = None, time_col: str | None = None,
             min_rating: float | None = None, run_dir: str | Path | None = None,
-            verbose: bool = False) -> Recommender:
+            callbacks: list[Any] | None = None, verbose: bool = False) -> Recommender:
         """Train. ``data``: a DataFrame / polars frame / pyarrow Table with the named columns
         (split by the ``ratios`` setting, or used as training data when ``test`` is given), or a
         dataset as ``ssmrec train --dataset`` takes it (registry name, folder, file).
-        ``run_dir``: also write a run directory there (checkpoints, history, resumable)."""
+        ``run_dir``: also write a run directory there (checkpoints, history, resumable).
+        ``callbacks``: see :mod:`ssmrec.train.loggers`."""
         from ssmrec.data.dataset import from_tables, load_dataset
         from ssmrec.data.readers import table_from_frame
         from ssmrec.train.trainer import Trainer
@@ -71,7 +72,7 @@ class Recommender:
             cfg = cfg.replace({"dataset": "frame"}, source="fit")
             dataset = from_tables("frame", tables, cfg.data_config(), cfg.protocol)
         trainer = Trainer(cfg, dataset, run_dir=run_dir, write=run_dir is not None,
-                          echo=print if verbose else None)
+                          echo=print if verbose else None, callbacks=callbacks)
         self.result = trainer.fit()
         self.history = trainer.history
         self.cfg = cfg

@@ -21,6 +21,7 @@ from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import ConfigError, TrainConfig
 from ssmrec.train.distributed import SINGLE, DistContext
 from ssmrec.train.export import write_export
+from ssmrec.train.loggers import Callbacks
 from ssmrec.train.objective import build_objective
 from ssmrec.train.run import BEST, EXPORT, LAST, RunDir, check_new_run_dir, default_run_dir, environment
 from ssmrec.train.signals import Interrupted, StopRequest, signal_name
@@ -80,6 +81,8 @@ class Trainer:
         resuming: ``run_dir`` holds this run already (used by :meth:`resume`); otherwise a
             directory that already holds a run is refused rather than overwritten
             (default: False).
+        callbacks: objects called at the loop's events (:mod:`ssmrec.train.loggers`: loggers for
+            CSV, TensorBoard, MLflow, or your own) (default: none).
 
     SIGINT and SIGTERM during :meth:`fit` stop the run at the next safe point with a checkpoint
     (see :mod:`ssmrec.train.signals`); resuming then gives exactly the uninterrupted run.
@@ -87,8 +90,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None, *,
                  run_dir: str | Path | None = None, echo: Callable[[str], None] | None = print,
-                 write: bool = True, dist: DistContext = SINGLE, resuming: bool = False):
+                 write: bool = True, dist: DistContext = SINGLE, resuming: bool = False,
+                 callbacks: list[Any] | None = None):
         self.cfg, self.dist = cfg, dist
+        self.callbacks = Callbacks(callbacks if dist.is_main else [])
         self.echo = echo if echo and dist.is_main else (lambda s: None)
         writes = write and dist.is_main
         path = Path(run_dir or cfg.out or default_run_dir(cfg)) if writes else None
@@ -136,7 +141,7 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | Path, *, echo: Callable[[str], None] | None = print,
                overrides: dict[str, Any] | None = None, dataset: Dataset | None = None,
-               dist: DistContext = SINGLE) -> Trainer:
+               dist: DistContext = SINGLE, callbacks: list[Any] | None = None) -> Trainer:
         """Continue an interrupted run from its last checkpoint (``overrides`` may raise
         ``epochs``, change ``device``/``threads``/``progress``/``nproc``; ``dataset`` defaults
         to reloading the run's data). In a distributed run every process loads the checkpoint."""
@@ -144,7 +149,7 @@ class Trainer:
         cfg = run.data_config(run.load_config())
         if overrides:
             cfg = cfg.replace(overrides, source="resume")
-        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo, dist=dist, resuming=True)
+        trainer = cls(cfg, dataset, run_dir=run.path, echo=echo, dist=dist, resuming=True, callbacks=callbacks)
         recorded = run.record().get("data", {})
         if recorded.get("fingerprint") and recorded["fingerprint"] != trainer._data_record()["fingerprint"]:
             raise TrainingError(f"{run.path}: the dataset differs from the one this run was trained "
@@ -195,6 +200,7 @@ class Trainer:
         if self.run is not None:
             self.run.save(LAST, self.state_dict())
             self.run.write_history(self.history)
+            self.callbacks("on_checkpoint", self, self.run.path / LAST)
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, epoch: int) -> float:
@@ -296,8 +302,10 @@ class Trainer:
                 if improved:
                     self._save_best(epoch + 1, metrics)
                 self.echo(self._summary(record, improved))
+                self.callbacks("on_eval", self, metrics)
             record["elapsed_seconds"] = self.train_seconds + self.eval_seconds
             self.history.append(record)
+            self.callbacks("on_epoch_end", self, record)
             self.epoch, self.batch = epoch + 1, 0
             self.partial = {"loss": 0.0, "batches": 0, "seconds": 0.0}
             self._checkpoint()
@@ -358,6 +366,7 @@ class Trainer:
             write_export(self.run.path / EXPORT, self.model, self.data, cfg, epoch=best_epoch,
                          metrics=test, run_dir=self.run.path)
             self.run.write_metrics(result)
+        self.callbacks("on_train_end", self, result)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in test.items())
         self.echo(f"best epoch {best_epoch} ({reason}); test: {shown}")
         if self.run is not None:
