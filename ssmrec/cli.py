@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssmrec.data.interactions import DataError
-from ssmrec.train.config import ConfigError, TrainConfig, load_toml
+from ssmrec.errors import DataError
+from ssmrec.train.config import ConfigError, TrainConfig, load_toml, parse_text
 
 # setting -> (topic, help). The order here is the order of ``ssmrec train --help``.
 OPTIONS: dict[str, tuple[str, str]] = {
@@ -40,7 +41,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "mask_duplicates": ("loss", "ssm: mask in-batch copies of the positive item"),
     "mask_seen": ("loss", "ssm: mask candidates the user interacted with in train"),
     "extra_negatives": ("loss", "ssm: shared sampled negatives appended to the in-batch ones"),
-    "negative_beta": ("loss", "extra negatives drawn with probability ~ degree**beta (0 = uniform)"),
+    "negative_beta": ("loss", "extra negatives drawn with probability ~ (degree+1)**beta (0 = uniform)"),
     "logq": ("loss", "ssm: logQ correction (subtract log expected candidate counts)"),
     "margin": ("loss", "ccl margin m"),
     "neg_weight": ("loss", "ccl negative weight w"),
@@ -68,22 +69,25 @@ OPTIONS: dict[str, tuple[str, str]] = {
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     types = {f.name: str(f.type) for f in fields(TrainConfig)}
-    defaults = TrainConfig()
+    defaults = {f.name: f.default for f in fields(TrainConfig)}  # no instance: validation imports torch
     missing = set(types) - set(OPTIONS)
     assert not missing, f"settings without a flag: {missing}"
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, (topic, text) in OPTIONS.items():
         g = groups.setdefault(topic, p.add_argument_group(topic))
         flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
+        default = defaults[name]
         text = f"{text} (default: {default})"
         kind = types[name]
+        # flag text is parsed into the setting's type here; text that does not parse stays text,
+        # for TrainConfig.replace to refuse with the setting's name (one line, exit code 2)
+        parse = functools.partial(parse_text, kind)
         if kind.startswith("bool"):
             g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif kind.startswith("tuple"):
-            g.add_argument(flag, dest=name, nargs="+", default=None, metavar="V", help=text)
+            g.add_argument(flag, dest=name, nargs="+", type=parse, default=None, metavar="V", help=text)
         else:
-            g.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=text)
+            g.add_argument(flag, dest=name, type=parse, default=None, metavar=name.upper(), help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--notes", default="results/notes.toml", help="written notes on differences (TOML [notes])")
 
+    p = sub.add_parser("export", help="write a run's scored vectors, ids and seen items (numpy + Parquet) "
+                                      "for serving")
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="export folder (default: RUN_DIR/export)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which weights")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("serve", help="answer top-K requests over HTTP from an export (needs the 'serve' extra)")
+    p.add_argument("export_dir", help="an export folder (ssmrec export), or a run directory with export/")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--index", choices=("exact", "hnsw", "ivf"), default="exact",
+                   help="exact (brute force), hnsw or ivf (approximate; inner product on the run's similarity)")
+    p.add_argument("--ef-search", type=int, default=None, help="hnsw: candidate list size when searching")
+    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists visited per query")
+    p.add_argument("--threads", type=int, default=0, help="faiss threads (0 = its default)")
+
+    p = sub.add_parser("plot", help="draw a run's learning curves (loss and metrics per epoch) to a PNG")
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="image file (default: RUN_DIR/curves.png)")
+
     p = sub.add_parser("analyze", help="measure the study's four claims on a trained run")
     p.add_argument("run_dir")
     p.add_argument("--users", type=int, default=2000, help="users sampled for the score and DCG analyses")
@@ -163,7 +188,7 @@ def _train_values(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ssmrec.train import distributed
-    from ssmrec.train.run import RunDir
+    from ssmrec.train.run import RunDir, check_new_run_dir
 
     flags = _train_values(args)
     if args.resume:
@@ -177,6 +202,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         base = load_toml(args.config) if args.config else {}
         cfg = TrainConfig.from_dict(base, source=args.config or "settings")
         cfg = cfg.replace(flags, source="command line")
+        for line in cfg.inapplicable(set(base) | set(flags)):
+            print(f"ssmrec train: warning: {line}", file=sys.stderr)
+        if cfg.out:
+            check_new_run_dir(cfg.out)  # before any worker starts: never overwrite a run
     hint = (f"; the run can be resumed with: ssmrec train --resume "
             f"{args.resume or cfg.out or '<its run directory>'} --nproc {cfg.nproc}")
     distributed.launch(_train, (cfg, args.resume, flags), nproc=cfg.nproc, device=cfg.device, hint=hint)
@@ -201,8 +230,17 @@ def _train(dist, cfg: TrainConfig, resume: str | None, flags: dict) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ssmrec.eval.evaluator import Evaluator
+    from ssmrec.train.config import check_device
     from ssmrec.train.restore import restore
 
+    # nonsense is refused before the run is loaded, and anything scored or written
+    if args.ks is not None and any(k < 1 for k in args.ks):
+        raise ConfigError(f"--k: cut-offs must be positive, got {' '.join(map(str, args.ks))}")
+    if args.chunk is not None and args.chunk < 1:
+        raise ConfigError(f"--chunk must be positive, got {args.chunk}")
+    check_device(args.device, "--device")
+    if args.json_out:
+        _check_output_file(args.json_out, "--json")
     r = restore(args.run_dir, device=args.device)
     cfg = r.cfg
     if args.split == "valid":
@@ -211,7 +249,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         target, exclude = r.data.valid, [r.data.train]
     else:
         target, exclude = r.data.test, r.exclude_sets()
-    ev = Evaluator(target, exclude, ks=tuple(args.ks or cfg.ks),
+    ks = tuple(args.ks or cfg.ks)
+    if max(ks) > r.data.n_items:
+        where = "--k" if args.ks else "the run's ks"
+        raise ConfigError(f"{where}: K {max(ks)} is larger than the {r.data.n_items} items of the catalogue")
+    ev = Evaluator(target, exclude, ks=ks,
                    similarity=args.similarity or cfg.test_similarity,
                    chunk_size=args.chunk or cfg.eval_chunk, device=r.model.user_emb.device)
     metrics = ev.evaluate_model(r.model)
@@ -224,17 +266,77 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTPUT_SUFFIXES = (".tsv", ".csv", ".txt", ".parquet")
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
+    if args.all and not args.out:
+        raise ConfigError("--all needs --out FILE (.tsv, .csv, .txt or .parquet)")
+    if args.k < 1:
+        raise ConfigError(f"-k must be positive, got {args.k}")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.suffix not in OUTPUT_SUFFIXES:
+            raise ConfigError(f"--out {out}: unknown format {out.suffix or '(no suffix)'!r}; use one of "
+                              f"{', '.join(OUTPUT_SUFFIXES)}")
+        if not out.parent.is_dir():
+            raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; name a file")
+    answer = _answer_from_export(args) or _answer_from_model(args)
+    users, items, scores, k = answer
+    ok = np.isfinite(scores)
+    rank = np.broadcast_to(np.arange(1, k + 1), items.shape)
+    rows = np.broadcast_to(users[:, None], items.shape)
+    if out is None:  # one user: no pandas, so that an answer takes well under a second
+        print(f"{'rank':>4}  {'item':>12}  score")
+        for r, i, v in zip(rank[ok], items[ok], scores[ok]):
+            print(f"{r:>4}  {str(i):>12}  {v:.6f}")
+        return 0
     import pandas as pd
+
+    frame = pd.DataFrame({"user": rows[ok], "rank": rank[ok], "item": items[ok], "score": scores[ok]})
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, sep="," if out.suffix == ".csv" else "\t", index=False)
+    print(f"wrote {len(frame)} recommendations for {frame['user'].nunique()} users to {out}")
+    return 0
+
+
+def _answer_from_export(args: argparse.Namespace):
+    """The run's ``export/`` (written when training finished): numpy only, no data files."""
+    from ssmrec.serve.export import ExportError, load_export
+
+    run = Path(args.run_dir)
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        ex = load_export(run / "export")
+    except (OSError, ValueError):
+        return None
+    if ex.manifest.get("epoch") != metrics.get("best_epoch"):
+        return None  # trained further since: the model path below reads the checkpoint
+    try:
+        rows = np.arange(ex.n_users) if args.all else np.array([ex.user_index(args.user)])
+    except ExportError as e:
+        raise DataError(str(e)) from None
+    k = min(args.k, ex.n_items)
+    items = np.empty((rows.size, k), np.int64)
+    scores = np.empty((rows.size, k), np.float32)
+    for s in range(0, rows.size, args.chunk):
+        items[s:s + args.chunk], scores[s:s + args.chunk] = ex.recommend(rows[s:s + args.chunk], k,
+                                                                        similarity=args.similarity)
+    raw_items = ex.item_ids[np.maximum(items, 0)]
+    return ex.user_ids[rows], raw_items, scores, k
+
+
+def _answer_from_model(args: argparse.Namespace):
+    """Restore the model from its checkpoint and data (runs without an export)."""
     import torch
 
     from ssmrec.eval.ranking import SeenItems, iter_topk
     from ssmrec.train.restore import restore
 
-    if args.all and not args.out:
-        raise ConfigError("--all needs --out FILE (.tsv or .parquet)")
-    if args.k < 1:
-        raise ConfigError(f"-k must be positive, got {args.k}")
     r = restore(args.run_dir, device=args.device)
     train = r.data.train
     dev = r.model.user_emb.device
@@ -244,26 +346,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
              else torch.tensor([train.user_index(args.user)], device=dev))
     seen = SeenItems(r.exclude_sets(), dev)
     sim = args.similarity or r.cfg.test_similarity
-    parts = []
-    for chunk, top, scores in iter_topk(u_reps, i_reps, users, args.k, seen=seen, similarity=sim,
-                                        chunk_size=args.chunk):
-        ok = torch.isfinite(scores).cpu().numpy()
-        c, t, s = chunk.cpu().numpy(), top.cpu().numpy(), scores.cpu().numpy()
-        rank = np.broadcast_to(np.arange(1, t.shape[1] + 1), t.shape)
-        rows = np.broadcast_to(c[:, None], t.shape)
-        parts.append(pd.DataFrame({"user": train.raw_users(rows[ok]), "rank": rank[ok],
-                                   "item": train.raw_items(t[ok]), "score": s[ok]}))
-    frame = pd.concat(parts, ignore_index=True)
-    if args.out:
-        out = Path(args.out)
-        if out.suffix == ".parquet":
-            frame.to_parquet(out, index=False)
-        else:
-            frame.to_csv(out, sep="," if out.suffix == ".csv" else "\t", index=False)
-        print(f"wrote {len(frame)} recommendations for {frame['user'].nunique()} users to {out}")
-    else:
-        print(frame.drop(columns="user").to_string(index=False))
-    return 0
+    k = min(args.k, train.n_items)
+    parts = [(c.cpu().numpy(), t.cpu().numpy(), v.cpu().numpy())
+             for c, t, v in iter_topk(u_reps, i_reps, users, k, seen=seen, similarity=sim, chunk_size=args.chunk)]
+    rows = np.concatenate([p[0] for p in parts])
+    items = np.concatenate([p[1] for p in parts])
+    scores = np.concatenate([p[2] for p in parts])
+    return train.raw_users(rows), train.raw_items(items), scores, k
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -301,18 +390,50 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("device", args.device), ("threads", args.threads),
                                    ("progress", args.progress), ("max_seconds", args.max_seconds))
                  if v is not None}
+    TrainConfig().replace(overrides, source="command line")  # refuse bad overrides before any cell runs
+    grids = [load_grid(path) for path in args.grid]  # every grid is checked before the first runs
     runner = Runner(args.records, args.runs, overrides=overrides, echo=lambda m: print(m, flush=True))
-    for path in args.grid:
-        grid = load_grid(path)
+    for path, grid in zip(args.grid, grids):
         print(f"{grid.name}: {len(grid.cells)} cells from {path}", flush=True)
         runner.run_grid(grid, only=args.only, dry_run=args.dry_run)
     return 0
 
 
+def _check_output_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an output file that cannot be written where it is asked for."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag}: {p} is a folder, not a file")
+    if not p.parent.is_dir():
+        raise ConfigError(f"{flag}: cannot write {p}: no folder {p.parent}")
+
+
+def _read_record(path: str) -> dict:
+    """A result record (results/records/<grid>/<cell>.json), or a ConfigError naming the file."""
+    p = Path(path)
+    try:
+        rec = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a result record (results/records/<grid>/<cell>.json)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: not a result record (invalid JSON: {e})") from None
+    metrics = rec.get("metrics") if isinstance(rec, dict) else None
+    need = ("stop_reason", "epochs_run", "test")
+    if not (isinstance(rec, dict) and isinstance(rec.get("settings"), dict) and "cell" in rec
+            and isinstance(metrics, dict) and all(k in metrics for k in need)):
+        raise ConfigError(f"{p}: not a result record (it needs cell, settings and metrics with "
+                          f"{', '.join(need)})")
+    return rec
+
+
 def cmd_rerun(args: argparse.Namespace) -> int:
     from ssmrec.train.trainer import Trainer
 
-    rec = json.loads(Path(args.record).read_text())
+    rec = _read_record(args.record)
     settings = dict(rec["settings"])
     recorded = rec["metrics"]
     if recorded["stop_reason"] != "early_stopped":
@@ -337,6 +458,52 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = render(args.records, args.out, args.notes)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ssmrec.train.export import write_export
+    from ssmrec.train.restore import restore
+    from ssmrec.train.run import BEST, LAST
+
+    r = restore(args.run_dir, device=args.device, checkpoint=BEST if args.checkpoint == "best" else LAST)
+    metrics = r.run.metrics() or {}
+    out = write_export(args.out or Path(args.run_dir) / "export", r.model, r.data, r.cfg, epoch=r.epoch,
+                       metrics=metrics.get("test") if r.epoch == metrics.get("best_epoch") else None,
+                       run_dir=args.run_dir, parquet=True)
+    print(f"wrote {out}: {r.data.n_users} users and {r.data.n_items} items x {r.cfg.dim} "
+          f"({r.cfg.model} + {r.cfg.loss}, epoch {r.epoch}, scored by {r.cfg.test_similarity})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ssmrec.serve.app import create_app
+        from ssmrec.serve.export import ExportError
+        from ssmrec.serve.index import IndexConfigError
+    except ImportError as e:
+        raise ConfigError(f"serving needs the 'serve' extra ({e.name} is missing): "
+                          "pip install 'ssmrec[serve]'") from None
+    knobs = {name: value for name, value in (("ef_search", args.ef_search), ("nprobe", args.nprobe))
+             if value is not None}
+    try:
+        app = create_app(args.export_dir, args.index, threads=args.threads, **knobs)
+    except (ExportError, IndexConfigError) as e:
+        raise ConfigError(str(e)) from None
+    health = app.state.recommender.health()
+    print(f"serving {health['export']} ({health['model']} + {health['loss']}, {health['n_users']} users, "
+          f"{health['n_items']} items, {health['index']} index, {health['similarity']}) "
+          f"on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ssmrec.train.plot import plot_run
+
+    print(f"wrote {plot_run(args.run_dir, args.out)}")
     return 0
 
 
@@ -369,11 +536,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 COMMANDS = {
     "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
     "experiment": cmd_experiment, "rerun": cmd_rerun, "report": cmd_report, "analyze": cmd_analyze,
+    "export": cmd_export, "plot": cmd_plot, "serve": cmd_serve,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ssmrec.train.trainer import Interrupted, TrainingError
+    from ssmrec.errors import TrainingError
+    from ssmrec.train.signals import Interrupted
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -385,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as e:
         print(f"ssmrec {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:  # outside training (loading data, evaluating): nothing to save
+        print(f"ssmrec {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

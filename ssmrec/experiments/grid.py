@@ -29,14 +29,17 @@ reusing an old result.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssmrec.train.config import ConfigError, TrainConfig, read_toml
+from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, read_toml
 
 # settings that do not change what a run computes (where, how fast, how loud); the time budget is
 # one of them because seconds mean different things on different machines: a record says how a
@@ -45,16 +48,12 @@ RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_di
             "max_seconds", "nproc"}
 # cell keys that are not training settings
 CELL_KEYS = {"search", "similarities", "name"}
+# what a grid file may hold at its top level, and what its [search] table may hold
+GRID_KEYS = {"name": str, "description": str, "base": dict, "axes": dict, "dataset": dict, "cell": list,
+             "search": dict}
+SEARCH_KEYS = {"param", "coarse", "step", "span", "seed"}
 
 
-LOSS_SETTINGS = {
-    "ssm": {"tau", "similarity", "mask_duplicates", "mask_seen", "extra_negatives", "negative_beta", "logq"},
-    "softmax": {"tau", "similarity"},
-    "bpr": {"similarity", "negatives"},
-    "bce": {"similarity", "negatives"},
-    "ccl": {"negatives", "margin", "neg_weight"},
-}
-MODEL_SETTINGS = {"mf": set(), "svdpp": {"side", "a0", "a1"}, "lightgcn": {"layers"}}
 DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", "ccl": "cos"}
 
 
@@ -149,17 +148,14 @@ def load_grid(path: str | Path) -> Grid:
     """Parse and expand a grid file; every cell's settings are validated up front."""
     path = Path(path)
     raw = read_toml(path)
+    _check_layout(path, raw)
     name = raw.get("name") or path.stem
     base = raw.get("base", {})
     axes = raw.get("axes", {})
     per_dataset = raw.get("dataset", {})
     cells_raw = raw.get("cell") or [{}]
     s = raw.get("search", {})
-    search = Search(
-        param=s.get("param", "tau"), coarse=tuple(s.get("coarse", Search.coarse)),
-        step=float(s.get("step", Search.step)), span=int(s.get("span", Search.span)),
-        seed=int(s.get("seed", 0)),
-    )
+    search = _search(path, s)
     known = TrainConfig.field_names()
     cells: list[Cell] = []
     seen: set[str] = set()
@@ -167,7 +163,12 @@ def load_grid(path: str | Path) -> Grid:
         where = f"{path} [[cell]] #{n}"
         unknown = set(spec) - known - CELL_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}")
+            close = sorted({c for k in unknown for c in difflib.get_close_matches(k, known | CELL_KEYS, n=2)})
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}{hint}")
+        sims = _as_list(spec.get("similarities", ["ip"]))
+        if not sims or any(v not in ("ip", "cos") for v in sims):
+            raise ConfigError(f"{where}: similarities must list 'ip' and/or 'cos', got {spec['similarities']!r}")
         train_part = {k: v for k, v in spec.items() if k not in CELL_KEYS}
         for point in _product({**axes, **train_part}):
             from_axes = {k: v for k, v in point.items() if k not in train_part}
@@ -175,7 +176,7 @@ def load_grid(path: str | Path) -> Grid:
             ds = point.get("dataset", base.get("dataset", "gowalla"))
             settings = {**base, **from_axes, **per_dataset.get(ds, {}), **from_cell}
             cfg = TrainConfig.from_dict(settings, source=where)
-            cell = Cell(name, cfg, tuple(_as_list(spec.get("similarities", ["ip"]))),
+            cell = Cell(name, cfg, tuple(sims),
                         spec.get("search"), spec.get("name", ""))
             if cell.search and cell.search != search.param:
                 raise ConfigError(f"{where}: search = {cell.search!r} but [search] tunes {search.param!r}")
@@ -183,6 +184,57 @@ def load_grid(path: str | Path) -> Grid:
                 seen.add(cell.id)
                 cells.append(cell)
     return Grid(name, path, cells, search, raw.get("description", ""))
+
+
+def _search(path: Path, s: dict[str, Any]) -> Search:
+    """The [search] table, strictly typed like train settings (a string is not a number)."""
+    def number(key, default, kind):
+        v = s.get(key, default)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or float(v).is_integer())
+        if not ok or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{path} [search]: {key} must be {'a number' if kind is float else 'an integer'}"
+                              f" >= 0, got {v!r}")
+        return kind(v)
+
+    param = s.get("param", "tau")
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    if types.get(param) != "float":
+        raise ConfigError(f"{path} [search]: param must name a number setting such as tau, got {param!r}")
+    coarse = s.get("coarse", list(Search.coarse))
+    if not isinstance(coarse, list) or not coarse:
+        raise ConfigError(f"{path} [search]: coarse must be a list of values, got {coarse!r}")
+    for v in coarse:  # each value must be one the setting can take
+        TrainConfig().replace({param: v}, source=f"{path} [search] coarse")
+    return Search(param=param, coarse=tuple(coarse), step=number("step", Search.step, float),
+                  span=number("span", Search.span, int), seed=number("seed", 0, int))
+
+
+def _unknown(where: str, key: str, known) -> ConfigError:
+    close = difflib.get_close_matches(key, sorted(known), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _check_layout(path: Path, raw: dict[str, Any]) -> None:
+    """Refuse, naming the key, what is not a grid: a train config, an unknown or mistyped table."""
+    settings = TrainConfig.field_names()
+    if "cell" not in raw and "name" not in raw and (
+            "train" in raw or any(k in settings and not isinstance(v, dict) for k, v in raw.items())):
+        raise ConfigError(f"{path}: looks like a train config (settings, no [[cell]] or name), not an "
+                          f"experiment grid; run it with `ssmrec train --config {path}`")
+    for key, value in raw.items():
+        if key not in GRID_KEYS:
+            raise _unknown(str(path), key, GRID_KEYS)
+        kind = GRID_KEYS[key]
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(c, dict) for c in value)):
+            shape = {str: "a string", dict: f"a table [{key}]", list: f"tables [[{key}]]"}[kind]
+            raise ConfigError(f"{path}: {key} must be {shape}, got {value!r}")
+    for name, table in raw.get("dataset", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: dataset.{name} must be a table [dataset.{name}] of settings, got {table!r}")
+    for key in raw.get("search", {}):
+        if key not in SEARCH_KEYS:
+            raise _unknown(f"{path} [search]", key, SEARCH_KEYS)
 
 
 def with_setting(cell: Cell, **values: Any) -> Cell:

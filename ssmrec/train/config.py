@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
+import math
+import numbers
+import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from ssmrec.data.dataset import DataConfig
+from ssmrec.data.config import DataConfig
+from ssmrec.errors import ConfigError  # re-exported
 
-
-class ConfigError(ValueError):
-    """A setting is unknown or has a value it cannot take; the message names it."""
+# the settings only some losses / models use (the others ignore them); a loss or model missing
+# here uses none of them
+LOSS_SETTINGS: dict[str, set[str]] = {
+    "ssm": {"tau", "similarity", "mask_duplicates", "mask_seen", "extra_negatives", "negative_beta", "logq"},
+    "softmax": {"tau", "similarity"},
+    "bpr": {"similarity", "negatives"},
+    "bce": {"similarity", "negatives"},
+    "ccl": {"negatives", "margin", "neg_weight"},
+}
+MODEL_SETTINGS: dict[str, set[str]] = {"mf": set(), "svdpp": {"side", "a0", "a1"}, "lightgcn": {"layers"}}
+# data settings that only apply to one kind of dataset
+SINGLE_FILE_SETTINGS = ("ratios", "temporal", "kcore", "min_rating")
+REGISTRY_SETTINGS = ("data_dir", "download")
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -32,12 +49,15 @@ class TrainConfig(DataConfig):
         tau: temperature of ssm/softmax (default: 0.1).
         similarity: training similarity ``cos``/``ip`` (default: the loss's own: cos for
             ssm/softmax, ip for bpr/bce; ccl is always cos).
-        reg: L2 coefficient on the batch's layer-0 embeddings (default: 1e-5).
+        reg: L2 coefficient on the batch's layer-0 embeddings, divided by the batch's positives
+            (default: 1e-5). bce's loss is a mean over all B (1 + n) labelled pairs and bpr's over
+            its B n pairs, so against a per-positive sum ``reg`` weighs (1 + n), resp. n, times more.
         negatives: per-positive negatives for bpr/bce/ccl (default: 1 / 4 / 800).
         mask_duplicates: ssm: mask in-batch copies of the positive (default: False).
         mask_seen: ssm: mask candidates the user has interacted with in train (default: False).
         extra_negatives: ssm: shared sampled negatives added to the in-batch ones (default: 0).
-        negative_beta: their distribution, ``degree ** beta`` (0 = uniform) (default: 0.0).
+        negative_beta: their distribution, ``(degree + 1) ** beta`` with the item's training degree
+            (0 = uniform) (default: 0.0).
         logq: ssm: subtract log expected candidate counts (logQ correction) (default: False).
         margin, neg_weight: ccl's ``m`` and ``w`` (default: 0.9, 150).
     Optimisation:
@@ -101,6 +121,10 @@ class TrainConfig(DataConfig):
     progress: bool = True
     nproc: int = 1
 
+    def __post_init__(self) -> None:
+        # direct construction (``TrainConfig(ks=[0])``) is checked like from_dict / replace
+        self.validate("TrainConfig")
+
     def data_config(self) -> DataConfig:
         return DataConfig(**{f.name: getattr(self, f.name) for f in fields(DataConfig)})
 
@@ -117,9 +141,15 @@ class TrainConfig(DataConfig):
         return cfg.replace(values, source=source)
 
     def replace(self, values: dict[str, Any], *, source: str = "settings") -> TrainConfig:
-        """A copy with ``values`` applied (keys with ``-`` accepted as ``_``), type-checked."""
+        """A copy with ``values`` applied (keys with ``-`` accepted as ``_``), type-checked.
+
+        Types are strict: a bool setting takes ``True``/``False``, an int setting an integer (a
+        float only if it is whole), a float setting an int or a float, a text setting a string
+        (or a path); never a string for a number or a bool. Command-line text is parsed first,
+        see :func:`parse_text`.
+        """
         known = {f.name: f for f in fields(self)}
-        out = dataclasses.replace(self)
+        out = copy.copy(self)
         for key, value in values.items():
             name = key.replace("-", "_")
             if name not in known:
@@ -131,14 +161,20 @@ class TrainConfig(DataConfig):
         return out
 
     def validate(self, source: str = "settings") -> None:
+        """Check every setting's type and range; a :class:`ConfigError` names the first bad one."""
         from ssmrec.data.dataset import PROTOCOLS
         from ssmrec.eval.metrics import METRICS
         from ssmrec.losses import canonical
         from ssmrec.models import MODELS
 
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f, getattr(self, f.name), source))
+
         def bad(name, msg):
             raise ConfigError(f"{source}: {name} {msg}")
 
+        if not self.dataset:
+            bad("dataset", "must name a dataset, a folder or a file, got ''")
         if self.model.lower().replace("+", "p").replace("-", "") not in MODELS:
             bad("model", f"must be one of {', '.join(MODELS)}, got {self.model!r}")
         try:
@@ -153,51 +189,197 @@ class TrainConfig(DataConfig):
             v = getattr(self, name)
             if v is not None and v not in ("cos", "ip"):
                 bad(name, f"must be 'cos' or 'ip', got {v!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("tau", "lr", "batch_size", "epochs", "eval_every", "dim", "eval_chunk", "nproc"):
-            if getattr(self, name) <= 0:
+        check_device(self.device, f"{source}: device")
+        # numbers: NaN compares false with everything, so ranges are written as what must hold
+        for name in ("tau", "lr"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                bad(name, f"must be a finite number > 0, got {v}")
+        for name in ("reg", "neg_weight", "max_seconds", "checkpoint_every"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                bad(name, f"must be a finite number >= 0, got {v}")
+        for name in ("a0", "a1", "negative_beta", "min_rating"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                bad(name, f"must be a finite number, got {v}")
+        if not -1 <= self.margin < 1:
+            bad("margin", f"must be in [-1, 1) (it is compared with a cosine), got {self.margin}")
+        if not 0 <= self.valid_fraction < 1:
+            bad("valid_fraction", f"must be in [0, 1), got {self.valid_fraction}")
+        for name in ("batch_size", "epochs", "eval_every", "dim", "eval_chunk", "nproc"):
+            if getattr(self, name) < 1:
                 bad(name, f"must be positive, got {getattr(self, name)}")
-        for name in ("reg", "patience", "layers", "extra_negatives", "max_seconds", "threads"):
+        for name in ("patience", "layers", "extra_negatives", "threads", "kcore"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("seed", "split_seed"):
+            if not 0 <= getattr(self, name) < 2**63:
+                bad(name, f"must be between 0 and 2**63 - 1, got {getattr(self, name)}")
         if self.negatives is not None and self.negatives < 1:
             bad("negatives", f"must be >= 1, got {self.negatives}")
+        self._check_ratios(bad)
+        if not self.ks:
+            bad("ks", "must list at least one cut-off K")
+        if any(k < 1 for k in self.ks):
+            bad("ks", f"must all be positive, got {' '.join(map(str, self.ks))}")
         m, _, k = self.metric.partition("@")
-        if m not in METRICS or not k.isdigit():
-            bad("metric", f"must look like 'recall@20' with one of {METRICS}, got {self.metric!r}")
+        if m not in METRICS or not k.isdigit() or int(k) < 1:
+            bad("metric", f"must look like 'recall@20' with one of {METRICS} and K >= 1, got {self.metric!r}")
         if int(k) not in self.ks:
             self.ks = tuple(sorted({*self.ks, int(k)}))
 
+    def _check_ratios(self, bad) -> None:
+        r = self.ratios
+        shown = " ".join(f"{x:g}" for x in r)
+        if len(r) != 3:
+            bad("ratios", f"must be three numbers (train, valid and test shares), got {len(r)}: {shown}")
+        if not all(math.isfinite(x) and x >= 0 for x in r):
+            bad("ratios", f"must be finite and non-negative, got {shown}")
+        if r[0] <= 0 or r[2] <= 0:
+            which = "train share 0: nothing to train on" if r[0] <= 0 else "test share 0: nothing to test on"
+            bad("ratios", f"must give a positive train and test share, got {shown} ({which})")
+        if abs(sum(r) - 1) > 1e-6:
+            bad("ratios", f"must sum to 1, got {shown} (sum {sum(r):g})")
+
+    def inapplicable(self, explicit: set[str] | list[str]) -> list[str]:
+        """Warnings, one line each, for the explicitly given settings this run ignores.
+
+        ``explicit`` names the settings a user gave (flags or file keys, ``-`` or ``_``). A
+        setting is ignored when the loss or the model does not use it (:data:`LOSS_SETTINGS`,
+        :data:`MODEL_SETTINGS`), or when it concerns another kind of dataset or protocol: split
+        settings only apply to a single file to split, ``data_dir``/``download`` to registry
+        datasets, ``valid_fraction`` to the holdout protocol.
+        """
+        from ssmrec.losses import canonical
+
+        given = {name.replace("-", "_") for name in explicit}
+        loss = canonical(self.loss)
+        model = self.model.lower().replace("+", "p").replace("-", "")
+        kind = _dataset_kind(self.dataset)
+        lines = []
+        for name in (f.name for f in fields(self) if f.name in given):
+            users = sorted(k for k, v in LOSS_SETTINGS.items() if name in v)
+            if users and loss not in users:
+                lines.append(f"{name} is ignored: only the {'/'.join(users)} loss uses it, this run's is {loss}")
+                continue
+            users = sorted(k for k, v in MODEL_SETTINGS.items() if name in v)
+            if users and model not in users:
+                lines.append(f"{name} is ignored: only the {'/'.join(users)} model uses it, this run's is {model}")
+                continue
+            if name == "negative_beta" and not self.extra_negatives:
+                lines.append("negative_beta is ignored: it shapes the extra negatives, and extra_negatives is 0")
+            elif name in SINGLE_FILE_SETTINGS and kind in ("folder", "registry"):
+                lines.append(f"{name} is ignored: it applies to a single interaction file to split, and "
+                             f"{self.dataset} is a {kind} dataset, already split")
+            elif name in REGISTRY_SETTINGS and kind in ("folder", "file"):
+                lines.append(f"{name} is ignored: it applies to registry datasets, and {self.dataset} is a {kind}")
+            elif name == "valid_fraction" and self.protocol != "holdout":
+                lines.append(f"valid_fraction is ignored: it applies to the holdout protocol, this run's is "
+                             f"{self.protocol}")
+            elif name == "split_seed" and kind in ("folder", "registry") and self.protocol != "holdout":
+                lines.append(f"split_seed is ignored: {self.dataset} is already split and the {self.protocol} "
+                             "protocol carves nothing out of it")
+        return lines
+
+
+def _dataset_kind(dataset: str) -> str | None:
+    """``registry``, ``folder``, ``file`` or None (not found), as :func:`load_dataset` decides."""
+    from ssmrec.data import registry
+    from ssmrec.data.interactions import DataError
+
+    if "/" not in dataset and not dataset.startswith("."):
+        try:
+            registry.get_spec(dataset)
+            return "registry"
+        except DataError:
+            pass
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        return "folder"
+    if path.is_file():
+        return "file"
+    return None
+
+
+def check_device(name: str, what: str = "device") -> None:
+    """A device name the run can use: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not DEVICE.match(name):
+        raise ConfigError(f"{what} must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+_EXPECTED = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
 
 def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
+    """``value`` as the type of setting ``f``, strictly (see :meth:`TrainConfig.replace`)."""
     kind = str(f.type)
+    optional = kind.endswith("| None")
+    base = kind.split("|")[0].strip()
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: {f.name} cannot be None (expected {_expected(base)})")
     try:
-        if value is None:
-            if "None" in kind:
-                return None
-            raise TypeError("None not allowed")
-        if kind.startswith("tuple"):
+        if base.startswith("tuple"):
+            inner = "float" if "float" in base else "int"
             items = value if isinstance(value, (list, tuple)) else [value]
-            inner = float if "float" in kind else int
-            return tuple(inner(v) for v in items)
-        if kind.startswith("bool"):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if kind.startswith("int"):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if kind.startswith("float"):
-            return float(value)
-        return str(value)
+            return tuple(_scalar(inner, v) for v in items)
+        return _scalar(base, value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {f.name} cannot be {value!r} (expected {kind})") from None
+        hint = ""
+        if isinstance(value, str) and base != "str" and parse_text(kind, value) is not value:
+            hint = ", without quotes"
+        raise ConfigError(f"{source}: {f.name} cannot be {value!r} (expected {_expected(base)}{hint})") from None
+
+
+def _expected(base: str) -> str:
+    if base.startswith("tuple"):
+        return "a list of " + ("numbers" if "float" in base else "integers")
+    return _EXPECTED[base]
+
+
+def _scalar(kind: str, v: Any) -> Any:
+    if kind == "bool":
+        if isinstance(v, bool) or type(v).__name__ == "bool_":
+            return bool(v)
+    elif kind == "int":
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+            return int(v)
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and float(v).is_integer():
+            return int(v)
+    elif kind == "float":
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and type(v).__name__ != "bool_":
+            return float(v)
+    elif kind == "str":
+        if isinstance(v, str):
+            return v
+        if isinstance(v, os.PathLike):
+            return str(os.fspath(v))
+    raise TypeError(v)
+
+
+def parse_text(kind: str, text: str) -> Any:
+    """Command-line text as a setting of type ``kind`` (as :class:`TrainConfig`'s field types
+    read: ``int``, ``float | None``, ``tuple[int, ...]`` (one element)...); the text itself when
+    it does not parse, for :meth:`TrainConfig.replace` to refuse with the setting's name."""
+    base = kind.split("|")[0].strip()
+    if base.startswith("tuple"):
+        base = "float" if "float" in base else "int"
+    try:
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+    except ValueError:
+        return text
+    if base == "bool":
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+    return text
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
