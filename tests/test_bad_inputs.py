@@ -107,6 +107,16 @@ CASES = [
      {"g.toml": GOOD_GRID}, "threads"),
     ("experiment-second-grid-bad", ["experiment", "{tmp}/g.toml", "{tmp}/h.toml", *EXP],
      {"g.toml": GOOD_GRID, "h.toml": '[[cell]]\nlos = "ssm"\n'}, "'los'"),
+    # where runs and outputs go
+    ("train-ks-above-catalogue", [*TRAIN, "--ks", "20", "500"], {}, "K 500 is larger than the 200 items"),
+    ("train-out-existing-run", [*TRAIN[:-1], "{run}"], {}, "already holds a run"),
+    ("train-out-is-a-file", [*TRAIN[:-1], "{tmp}/f.txt"], {"f.txt": "x"}, "is a file"),
+    ("train-out-proc", [*TRAIN[:-1], "/proc/ssmrec-out"], {}, "cannot create /proc/ssmrec-out"),
+    ("recommend-out-missing-folder", ["recommend", "{run}", "--all", "--out", "{tmp}/no/top.tsv"], {},
+     "does not exist"),
+    ("recommend-out-json", ["recommend", "{run}", "--all", "--out", "{tmp}/top.json"], {}, "unknown format '.json'"),
+    ("recommend-unknown-user", ["recommend", "{run}", "--user", "nobody"], {}, "unknown user id 'nobody'"),
+    ("plot-not-a-run", ["plot", "{tmp}"], {}, "no history.jsonl"),
     # records
     ("rerun-missing", ["rerun", "{tmp}/missing.json", "--out", "{out}"], {}, "missing.json: no such file"),
     ("rerun-not-json", ["rerun", "{tmp}/r.json", "--out", "{out}"], {"r.json": "[1, 2"}, "not a result record"),

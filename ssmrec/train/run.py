@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,10 @@ def check_new_run_dir(path: str | Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"out: cannot create {p}: {parent} is a file")
-    try:  # the real test of writability (permissions, read-only or virtual filesystems)
-        os.rmdir(tempfile.mkdtemp(prefix=".ssmrec-probe-", dir=parent))
-    except OSError as e:
-        raise ConfigError(f"out: cannot create {p} ({e.strerror or e})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"out: cannot create {p}: {parent} is not writable")
+    # what only trying reveals (a read-only or virtual filesystem such as /proc) is refused when
+    # the directory is made, after the data loaded and before anything is written
 
 
 def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
