@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -64,7 +65,18 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "progress": ("run", "show a progress bar per epoch"),
     "nproc": ("run", "worker processes on this machine (torch.distributed: gloo on CPU, NCCL on CUDA), "
                      "each with its part of every global batch; same result as one"),
+    "user_col": ("data", "user column of a delimited/Parquet file, by name or 0-based position (default: detected)"),
+    "item_col": ("data", "item column (default: detected)"),
+    "rating_col": ("data", "rating column (default: detected; -1 = none)"),
+    "time_col": ("data", "timestamp column: numbers, or ISO-8601 dates/times (default: detected; -1 = none)"),
+    "time_cutoff": ("data", "split a single file at this moment (ISO-8601 or epoch seconds): later "
+                            "interactions are held out (default: per-user splits)"),
+    "loss_params": ("loss", "parameters of a registered loss, NAME=VALUE ... (see `ssmrec.losses.register_loss`)"),
+    "plugins": ("run", "Python module to import first (it may register losses); repeatable"),
 }
+FLAG_NAMES = {"ks": ["--k", "--ks", "-k"], "loss_params": ["--loss-param"], "plugins": ["--plugin"]}
+"""Flags spelt otherwise than their setting: one spelling of the cut-off everywhere (``--k``,
+with ``--ks`` and ``-k`` as aliases)."""
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -75,24 +87,38 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, (topic, text) in OPTIONS.items():
         g = groups.setdefault(topic, p.add_argument_group(topic))
-        flag = "--" + name.replace("_", "-")
+        flags = FLAG_NAMES.get(name, ["--" + name.replace("_", "-")])
         default = defaults[name]
-        text = f"{text} (default: {default})"
+        if "default" not in text and default not in (None, dataclasses.MISSING, (), ""):
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            text = f"{text} (default: {shown})"
         kind = types[name]
         # flag text is parsed into the setting's type here; text that does not parse stays text,
         # for TrainConfig.replace to refuse with the setting's name (one line, exit code 2)
         parse = functools.partial(parse_text, kind)
         if kind.startswith("bool"):
-            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            g.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif kind.startswith("dict"):
+            g.add_argument(*flags, dest=name, nargs="+", action="extend", default=None, metavar="NAME=VALUE",
+                           help=text)
+        elif name == "plugins":
+            g.add_argument(*flags, dest=name, action="append", default=None, metavar="MODULE", help=text)
         elif kind.startswith("tuple"):
-            g.add_argument(flag, dest=name, nargs="+", type=parse, default=None, metavar="V", help=text)
+            g.add_argument(*flags, dest=name, nargs="+", type=parse, default=None, metavar="V", help=text)
         else:
-            g.add_argument(flag, dest=name, type=parse, default=None, metavar=name.upper(), help=text)
+            g.add_argument(*flags, dest=name, type=parse, default=None, metavar=name.upper(), help=text)
+
+
+def _version() -> str:
+    from ssmrec import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssmrec", description="Train and evaluate recommenders with sampled softmax and its rivals.")
+    parser.add_argument("--version", action="version", version=f"ssmrec {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log warnings and details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -111,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--similarity", choices=("ip", "cos"), default=None,
                    help="test-time similarity (default: the run's)")
-    p.add_argument("--k", dest="ks", type=int, nargs="+", default=None, help="cut-offs (default: the run's)")
+    p.add_argument("--k", "--ks", "-k", dest="ks", type=int, nargs="+", default=None,
+                   help="cut-offs (default: the run's)")
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--chunk", type=int, default=None, help="users scored at once")
     p.add_argument("--device", default="auto")
@@ -122,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a user id as in the data files")
     who.add_argument("--all", action="store_true", help="every user (needs --out)")
-    p.add_argument("-k", type=int, default=20)
+    p.add_argument("--k", "-k", dest="k", type=int, default=20, help="list length (default: 20)")
     p.add_argument("--out", default=None, help="output file: .tsv/.csv/.txt or .parquet")
     p.add_argument("--similarity", choices=("ip", "cos"), default=None)
     p.add_argument("--chunk", type=int, default=2048)
@@ -547,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ssmrec.data").setLevel(logging.INFO)  # what each filter and split did
     try:
         return COMMANDS[args.command](args)
     except (DataError, ConfigError, TrainingError) as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ssmrec.cli import OPTIONS
+from ssmrec.cli import FLAG_NAMES, OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,4 +23,5 @@ def test_ci_runs_the_readme_install_and_test_commands():
 def test_readme_lists_every_train_option():
     readme = (ROOT / "README.md").read_text()
     for name in OPTIONS:
-        assert f"`--{name.replace('_', '-')}`" in readme, name
+        flag = FLAG_NAMES.get(name, [f"--{name.replace('_', '-')}"])[0]
+        assert f"`{flag}`" in readme, name

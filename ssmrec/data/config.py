@@ -26,6 +26,12 @@ class DataConfig:
         kcore: k-core filter applied to a single file before splitting; 0 = off (default: 0).
         min_rating: keep only interactions rated at least this (default: keep all).
         download: fetch a missing registry dataset into the cache (default: ``True``).
+        user_col, item_col, rating_col, time_col: column names (or 0-based positions) of a
+            delimited or Parquet file (default: detected from the header: ``user_id``,
+            ``item``, ``rating``, ``timestamp``...; see the README).
+        time_cutoff: split a single file at this moment instead of per user: interactions after
+            it are held out (ISO-8601 date/time or epoch seconds, in the time column's units)
+            (default: per-user splits).
     """
 
     dataset: str = "gowalla"
@@ -37,3 +43,8 @@ class DataConfig:
     kcore: int = 0
     min_rating: float | None = None
     download: bool = True
+    user_col: str | None = None
+    item_col: str | None = None
+    rating_col: str | None = None
+    time_col: str | None = None
+    time_cutoff: str | None = None

@@ -11,8 +11,17 @@ import numpy as np
 from ssmrec.data import registry
 from ssmrec.data.config import PROTOCOLS, DataConfig
 from ssmrec.data.interactions import DataError, Interactions
-from ssmrec.data.readers import PairTable, check_disjoint, encode, read_any, read_lightgcn, read_pairs
-from ssmrec.data.splits import carve_validation, kcore, ratio_split
+from ssmrec.data.readers import (
+    PairTable,
+    check_disjoint,
+    encode,
+    filter_rating,
+    read_any,
+    read_any_format,
+    read_lightgcn,
+    read_pairs,
+)
+from ssmrec.data.splits import carve_validation, kcore_mask, ratio_split
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +61,7 @@ def load_dataset(cfg: DataConfig, protocol: str = "paper") -> Dataset:
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    return prepare(_load_raw(cfg), cfg, protocol)
+    return prepare(_load_raw(cfg, protocol), cfg, protocol)
 
 
 def prepare(ds: Dataset, cfg: DataConfig, protocol: str = "paper") -> Dataset:
@@ -116,14 +125,14 @@ def restrict_to_trained(ds: Dataset) -> Dataset:
     return ds
 
 
-def _load_raw(cfg: DataConfig) -> Dataset:
+def _load_raw(cfg: DataConfig, protocol: str = "paper") -> Dataset:
     if is_registry_name(cfg.dataset):
         return _load_registry(cfg)
     path = Path(cfg.dataset).expanduser()
     if path.is_dir():
-        return _load_folder(path)
+        return _load_folder(path, cfg)
     if path.is_file():
-        return _load_single(path, cfg)
+        return _load_single(path, cfg, protocol)
     if "/" in cfg.dataset or cfg.dataset.startswith("."):
         raise DataError(f"{cfg.dataset}: no such file or folder")
     raise DataError(f"unknown dataset {cfg.dataset!r}: not a file or folder, and not one of the "
@@ -164,34 +173,94 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _load_folder(folder: Path) -> Dataset:
+def _load_folder(folder: Path, cfg: DataConfig) -> Dataset:
     files = {role: _find(folder, role) for role in ("train", "valid", "test")}
     if files["valid"] is None:
         files["valid"] = _find(folder, "validation")
     if files["train"] is None or files["test"] is None:
         raise DataError(f"{folder}: a dataset folder needs train.txt and test.txt "
                         "(.gz, .csv, .tsv, .inter or .parquet also accepted; valid.txt optional)")
-    tables: dict[str, PairTable] = {r: read_any(p) for r, p in files.items() if p is not None}
+    kwargs = column_kwargs(cfg)
+    tables: dict[str, PairTable] = {r: read_any(p, **kwargs) for r, p in files.items() if p is not None}
     inter = encode(tables)
     return Dataset(folder.name, inter["train"], inter["test"], inter.get("valid"), source=str(folder))
 
 
-def _load_single(path: Path, cfg: DataConfig) -> Dataset:
-    kwargs = {"min_rating": cfg.min_rating} if cfg.min_rating is not None else {}
+def column_kwargs(cfg: DataConfig) -> dict:
+    """The column settings as :func:`~ssmrec.data.readers.read_pairs` takes them (digits mean a
+    0-based position, -1 no such column)."""
+    out = {}
+    for name in ("user_col", "item_col", "rating_col", "time_col"):
+        v = getattr(cfg, name)
+        if v is not None:
+            out[name] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
+def _summary(what: str, before: tuple[int, int, int], after: tuple[int, int, int]) -> None:
+    (r0, u0, i0), (r1, u1, i1) = before, after
+    log.info("%s: %s -> %s rows, %s -> %s users, %s -> %s items", what, f"{r0:,}", f"{r1:,}", f"{u0:,}", f"{u1:,}",
+             f"{i0:,}", f"{i1:,}")
+
+
+def _sizes(table: PairTable) -> tuple[int, int, int]:
+    return len(table), np.unique(table.users).size, np.unique(table.items).size
+
+
+def _load_single(path: Path, cfg: DataConfig, protocol: str = "paper") -> Dataset:
+    kwargs = column_kwargs(cfg)
+    if kwargs and read_any_format(path) != "pairs":
+        raise DataError(f"{path}: column settings apply to delimited or Parquet files, not to this format")
     table = read_any(path, **kwargs)
+    if cfg.min_rating is not None:
+        before = _sizes(table)
+        table = filter_rating(table, cfg.min_rating, path)
+        _summary(f"min_rating {cfg.min_rating:g}", before, _sizes(table))
+    if cfg.kcore:  # on the table, so timestamps and ratings stay aligned with their pairs
+        before = _sizes(table)
+        table = table.select(kcore_mask(table.users, table.items, cfg.kcore))
+        if not len(table):
+            raise DataError(f"{path}: nothing survives {cfg.kcore}-core filtering")
+        _summary(f"{cfg.kcore}-core", before, _sizes(table))
     inter = encode({"all": table})["all"]
-    times = None
-    if cfg.temporal:
-        if table.timestamps is None:
-            raise DataError(f"{path}: temporal=True but the file has no timestamp column")
-        times = _aligned(table, inter, table.timestamps)
-    if cfg.kcore:
-        if times is not None:
-            raise DataError("kcore together with temporal splitting is not supported")
-        inter = kcore(inter, cfg.kcore)
-    train, valid, test = ratio_split(inter, tuple(cfg.ratios), seed=cfg.split_seed, timestamps=times)
     name = path.name.split(".")[0]
+    times = None
+    if cfg.temporal or cfg.time_cutoff is not None:
+        if table.timestamps is None:
+            raise DataError(f"{path}: {'time_cutoff' if cfg.time_cutoff else 'temporal=True'} but the file has no "
+                            "timestamp column (name it with --time-col)")
+        times = _aligned(table, inter, table.timestamps)
+    if cfg.time_cutoff is not None:
+        cut = cutoff_seconds(cfg.time_cutoff)
+        later = times > cut
+        if not later.any() or later.all():
+            raise DataError(f"{path}: time_cutoff {cfg.time_cutoff} leaves {'no' if not later.any() else 'every'} "
+                            "interaction after it; pick a moment inside the data")
+        train, test = inter.select(~later), inter.select(later)
+        log.info("time_cutoff %s: %s interactions before (train), %s after (held out)", cfg.time_cutoff,
+                 f"{train.nnz:,}", f"{test.nnz:,}")
+        return Dataset(name, train, test, None, source=str(path))
+    train, valid, test = ratio_split(inter, tuple(cfg.ratios), seed=cfg.split_seed, timestamps=times)
+    if valid.nnz and protocol == "paper":
+        log.info("protocol paper: the validation share %g of ratios (%s pairs) is added to train; selection "
+                 "is on test (use --protocol holdout to select on validation)", cfg.ratios[1], f"{valid.nnz:,}")
     return Dataset(name, train, test, valid if valid.nnz else None, source=str(path))
+
+
+def cutoff_seconds(text: str) -> float:
+    """A time cut-off as epoch seconds: a number as it is, else an ISO-8601 date/time."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    import pandas as pd
+
+    from ssmrec.data.readers import parse_times
+
+    try:
+        return float(parse_times(pd.Series([text]), "time_cutoff")[0])
+    except DataError:
+        raise DataError(f"time_cutoff {text!r} is neither epoch seconds nor an ISO-8601 date/time") from None
 
 
 def from_tables(name: str, tables: dict[str, PairTable], cfg: DataConfig, protocol: str = "paper") -> Dataset:

@@ -50,6 +50,20 @@ class PairTable:
     def __len__(self) -> int:
         return int(self.users.size)
 
+    def select(self, mask: np.ndarray) -> PairTable:
+        """The rows where ``mask`` is true (ratings and timestamps kept aligned)."""
+        pick = lambda a: None if a is None else a[mask]  # noqa: E731
+        return PairTable(self.users[mask], self.items[mask], self.source, self.integer_ids, pick(self.ratings),
+                         pick(self.timestamps), self.n_users_hint)
+
+
+def filter_rating(table: PairTable, min_rating: float, path: Path | str = "") -> PairTable:
+    """Keep the rows rated at least ``min_rating``."""
+    if table.ratings is None:
+        raise DataError(f"{path or table.source}: min_rating={min_rating:g} given but the data has no rating column "
+                        "(name it with --rating-col)")
+    return table.select(table.ratings >= min_rating)
+
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
@@ -197,6 +211,8 @@ def read_pairs(
         frame = _read_parquet(path)
         where = _Where(None)
     else:
+        if header is None and any(isinstance(c, str) for c in (user_col, item_col, rating_col, time_col)):
+            header = True  # columns named by the user: the first row names them
         frame, where = _read_delimited(path, sep, header)
     if frame.shape[0] == 0:
         raise DataError(f"{path}: no rows")
@@ -211,7 +227,7 @@ def read_pairs(
     users = _ids(frame[ucol], path, where, "user")
     items = _ids(frame[icol], path, where, "item")
     ratings = _numeric(frame[rcol], path, where, "rating") if rcol is not None else None
-    stamps = _numeric(frame[tcol], path, where, "timestamp") if tcol is not None else None
+    stamps = _times(frame[tcol], path, where) if tcol is not None else None
     if integer_ids:  # before any filtering, so that errors point at the right line
         users = _as_ids(frame[ucol], users, path, where, "user")
         items = _as_ids(frame[icol], items, path, where, "item")
@@ -306,7 +322,7 @@ def table_from_frame(frame: Any, *, user_col: str = "user", item_col: str = "ite
     users = _ids(frame[user_col], Path(name), where, "user")
     items = _ids(frame[item_col], Path(name), where, "item")
     ratings = _numeric(frame[rating_col], Path(name), where, "rating") if rating_col else None
-    stamps = _numeric(frame[time_col], Path(name), where, "timestamp") if time_col else None
+    stamps = _times(frame[time_col], Path(name), where) if time_col else None
     if min_rating is not None:
         if ratings is None:
             raise DataError(f"{name}: min_rating={min_rating} needs rating_col")
@@ -340,6 +356,18 @@ def read_recbole(path: str | os.PathLike, *, user_field: str = "user_id", item_f
         path, sep="\t", header=True, user_col=fields[user_field], item_col=fields[item_field],
         rating_col=rating if rating else -1, time_col=stamp if stamp else -1, min_rating=min_rating,
     )
+
+
+def read_any_format(path: str | os.PathLike) -> str:
+    """``"recbole"``, ``"pairs"`` (delimited or Parquet) or ``"lightgcn"``, from the name and first line."""
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if name.endswith(".inter"):
+        return "recbole"
+    if name.endswith((".csv", ".tsv", ".parquet", ".dat")):
+        return "pairs"
+    first = next((line for line in _lines(_open_text(path)) if line.strip()), "")
+    return "pairs" if any(sep in first for sep in ("\t", "::", ",", ";", "|")) else "lightgcn"
 
 
 def read_any(path: str | os.PathLike, **kwargs) -> PairTable:
@@ -526,6 +554,27 @@ def _numeric(col: pd.Series, path: Path, where: _Where, what: str) -> np.ndarray
     if bad.size:
         raise DataError(f"{path}{where(bad[0])}: {str(col.iloc[bad[0]])!r} is not a number ({what})")
     return values.to_numpy(dtype=np.float64)
+
+
+def _times(col: pd.Series, path: Path, where: _Where) -> np.ndarray:
+    """Timestamps as numbers: epoch numbers as they are, ISO-8601 dates/times as epoch seconds."""
+    values = pd.to_numeric(col, errors="coerce")
+    if values.notna().all():
+        return values.to_numpy(dtype=np.float64)
+    parsed = parse_times(col, path, where)
+    return parsed
+
+
+def parse_times(col: pd.Series, path: Path | str = "", where: _Where | None = None) -> np.ndarray:
+    """ISO-8601 dates or date-times (``2021-03-04``, ``2021-03-04T10:00:00Z``) as epoch seconds
+    (UTC when no zone is given)."""
+    stamps = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+    bad = np.flatnonzero(stamps.isna().to_numpy())
+    if bad.size:
+        at = where(bad[0]) if where is not None else ""
+        raise DataError(f"{path}{at}: {str(col.iloc[bad[0]])!r} is neither a number nor an ISO-8601 "
+                        "date/time (timestamp)")
+    return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
 
 
 def _as_ids(col: pd.Series, arr: np.ndarray, path: Path, where: _Where, what: str) -> np.ndarray:

@@ -89,6 +89,22 @@ def carve_validation(
     return rest, valid
 
 
+def kcore_mask(users: np.ndarray, items: np.ndarray, k: int = 10, *, user_k: int | None = None) -> np.ndarray:
+    """Which (user, item) rows survive the ``k``-core filter (users and items with fewer than
+    ``k`` rows dropped until none remain); ids may be integers or strings."""
+    user_k = k if user_k is None else user_k
+    _, u = np.unique(users, return_inverse=True)
+    _, i = np.unique(items, return_inverse=True)
+    keep = np.ones(u.size, bool)
+    while True:
+        ud = np.bincount(u[keep], minlength=u.max() + 1 if u.size else 0)
+        idg = np.bincount(i[keep], minlength=i.max() + 1 if i.size else 0)
+        now = keep & (ud[u] >= user_k) & (idg[i] >= k)
+        if (now == keep).all():
+            return keep
+        keep = now
+
+
 def kcore(inter: Interactions, k: int = 10, *, user_k: int | None = None) -> Interactions:
     """Drop users and items with fewer than ``k`` interactions until none remain, then re-index.
 

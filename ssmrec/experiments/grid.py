@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, read_toml
+from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, loss_settings, read_toml
 
 # settings that do not change what a run computes (where, how fast, how loud); the time budget is
 # one of them because seconds mean different things on different machines: a record says how a
 # run ended (stop_reason, epochs_run) and on what machine, and reports mark budget-stopped runs
 RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_dir", "download", "eval_chunk",
-            "max_seconds", "nproc"}
+            "max_seconds", "nproc", "plugins"}
 # cell keys that are not training settings
 CELL_KEYS = {"search", "similarities", "name"}
 # what a grid file may hold at its top level, and what its [search] table may hold
@@ -57,21 +57,29 @@ SEARCH_KEYS = {"param", "coarse", "step", "span", "seed"}
 DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", "ccl": "cos"}
 
 
+LATER_SETTINGS = {"user_col": None, "item_col": None, "rating_col": None, "time_col": None, "time_cutoff": None,
+                  "loss_params": {}}
+"""Settings added after records existed, with their defaults: left out of a cell's key while at
+the default, so that every earlier cell keeps its id (a new setting must be added here)."""
+
+
 def result_settings(cfg: TrainConfig) -> dict[str, Any]:
     """The settings that can change a run's result, with the ones its loss and model ignore
     dropped and defaults made explicit: two cells with equal result settings are the same run."""
-    from ssmrec.losses import DEFAULT_NEGATIVES, canonical
+    from ssmrec.losses import canonical, default_negatives, default_similarity
 
     loss = canonical(cfg.loss)
     model = cfg.model.lower().replace("+", "p").replace("-", "")
-    ignored = (set().union(*LOSS_SETTINGS.values()) - LOSS_SETTINGS[loss]) | (
+    ignored = (set().union(*LOSS_SETTINGS.values()) - loss_settings(loss)) | (
         set().union(*MODEL_SETTINGS.values()) - MODEL_SETTINGS[model])
-    out = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in RUN_ONLY and k not in ignored}
+    values = cfg.to_dict()
+    out = {k: v for k, v in sorted(values.items()) if k not in RUN_ONLY and k not in ignored
+           and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
     out["loss"], out["model"] = loss, model
     if "similarity" in out and out["similarity"] is None:
-        out["similarity"] = DEFAULT_SIMILARITY[loss]
+        out["similarity"] = default_similarity(loss)
     if "negatives" in out and out["negatives"] is None:
-        out["negatives"] = DEFAULT_NEGATIVES[loss]
+        out["negatives"] = default_negatives(loss)
     return out
 
 

@@ -9,6 +9,10 @@ Each loss declares what it consumes through :attr:`KINDS`:
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
 from torch import nn
 
 from ssmrec.losses.pairwise import BCELoss, BPRLoss, CCLLoss
@@ -26,19 +30,145 @@ LOSSES: dict[str, type[nn.Module]] = {
 ALIASES = {"sm": "softmax", "sampled_softmax": "ssm", "infonce": "ssm"}
 KINDS = {"ssm": "in_batch", "softmax": "full", "bpr": "sampled", "bce": "sampled", "ccl": "sampled"}
 DEFAULT_NEGATIVES = {"bpr": 1, "bce": 4, "ccl": 800}
+KIND_NAMES = ("in_batch", "sampled", "full")
+ENTRY_POINT_GROUP = "ssmrec.losses"
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss added with :func:`register_loss`: its class, what it consumes, its parameters."""
+
+    name: str
+    cls: type[nn.Module]
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    negatives: int | None = None
+    similarity: str = "ip"
+
+
+REGISTERED: dict[str, LossSpec] = {}
+"""Losses registered by users or plugins (the built-in ones are in :data:`LOSSES`)."""
+
+
+def register_loss(name: str, *, kind: str, params: dict[str, Any] | None = None, negatives: int | None = None,
+                  similarity: str = "ip"):
+    """Class decorator adding a loss to ssmrec: the command line (``--loss NAME --loss-param
+    k=v``), TOML files, grids and the Python API then take it like a built-in.
+
+    What the objective passes to ``forward`` depends on ``kind``:
+
+    * ``"sampled"``: ``(users [B, d], positives [B, d], negatives [B, n, d])`` with ``n`` per-positive
+      uniform unseen negatives (``negatives``, default 1; ``--negatives`` overrides);
+    * ``"in_batch"``: ``(users [B, d], positives [B, d], **extras)``, the batch's positives as
+      candidates (extras: ``item_ids``, ``extra_reps``, ``extra_ids``, ``logq``, ``exclude``,
+      ``target``: accept ``**kwargs`` if you ignore them);
+    * ``"full"``: ``(users [B, d], all_items [N, d], positive_ids [B])``.
+
+    The class is built as ``cls(similarity=..., **params)`` when its ``__init__`` takes a
+    ``similarity`` argument, else ``cls(**params)``; ``params`` are the defaults of its
+    hyper-parameters, overridden per run by ``loss_params``. Returns the class unchanged.
+
+        @register_loss("hinge", kind="sampled", params={"margin": 1.0})
+        class Hinge(torch.nn.Module):
+            def __init__(self, margin=1.0):
+                super().__init__(); self.margin = margin
+            def forward(self, u, pos, neg):
+                return (self.margin - (u * pos).sum(-1, keepdim=True) + (u[:, None] * neg).sum(-1)).clamp(min=0).mean()
+
+    Plugins: a module named by ``--plugin MODULE`` (or ``plugins = [...]`` in TOML) is imported
+    before the settings are checked, and installed packages may declare an entry point in the
+    ``ssmrec.losses`` group, loaded the first time an unknown loss name is met.
+    """
+    if kind not in KIND_NAMES:
+        raise ValueError(f"kind must be one of {', '.join(KIND_NAMES)}, got {kind!r}")
+    key = name.lower()
+    if key in LOSSES or key in ALIASES:
+        raise ValueError(f"{name!r} is a built-in loss; register yours under another name")
+    if similarity not in ("ip", "cos"):
+        raise ValueError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        REGISTERED[key] = LossSpec(key, cls, kind, dict(params or {}), negatives, similarity)
+        return cls
+
+    return add
+
+
+def unregister_loss(name: str) -> None:
+    REGISTERED.pop(name.lower(), None)
+
+
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()  # the module registers its losses on import
 
 
 def canonical(name: str) -> str:
     key = ALIASES.get(name.lower(), name.lower())
-    if key not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return key
+    if key in LOSSES or key in REGISTERED:
+        return key
+    _load_entry_points()
+    if key in REGISTERED:
+        return key
+    choices = [*LOSSES, *REGISTERED]
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(choices)} "
+                     "(or register one: ssmrec.losses.register_loss)")
+
+
+def kind_of(name: str) -> str:
+    key = canonical(name)
+    return KINDS[key] if key in KINDS else REGISTERED[key].kind
+
+
+def default_negatives(name: str) -> int:
+    key = canonical(name)
+    if key in REGISTERED:
+        return REGISTERED[key].negatives or 1
+    return DEFAULT_NEGATIVES.get(key, 0)
+
+
+def default_similarity(name: str) -> str:
+    key = canonical(name)
+    if key in REGISTERED:
+        return REGISTERED[key].similarity
+    return {"ssm": "cos", "softmax": "cos", "ccl": "cos"}.get(key, "ip")
+
+
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse parameters the loss does not take (built-in losses take theirs as settings)."""
+    key = canonical(name)
+    if key not in REGISTERED:
+        if params:
+            raise ValueError(f"loss_params are for registered losses; {key} takes its settings as flags "
+                             f"(got {', '.join(params)})")
+        return
+    unknown = set(params) - set(REGISTERED[key].params)
+    if unknown:
+        known = ", ".join(REGISTERED[key].params) or "none"
+        raise ValueError(f"loss {key!r} has no parameter {', '.join(sorted(unknown))} (its parameters: {known})")
 
 
 def build_loss(name: str, *, tau: float = 0.1, similarity: str | None = None,
-               margin: float = 0.9, weight: float = 150.0, mask_duplicates: bool = False) -> nn.Module:
+               margin: float = 0.9, weight: float = 150.0, mask_duplicates: bool = False,
+               params: dict[str, Any] | None = None) -> nn.Module:
     """Make a loss by name with the settings it uses (the others are ignored)."""
     key = canonical(name)
+    if key in REGISTERED:
+        spec = REGISTERED[key]
+        check_params(key, params or {})
+        kwargs = {**spec.params, **(params or {})}
+        if "similarity" in inspect.signature(spec.cls.__init__).parameters:
+            kwargs["similarity"] = similarity or spec.similarity
+        return spec.cls(**kwargs)
     if key == "ssm":
         return SampledSoftmaxLoss(tau, similarity or "cos", mask_duplicates)
     if key == "softmax":
@@ -48,6 +178,9 @@ def build_loss(name: str, *, tau: float = 0.1, similarity: str | None = None,
     return LOSSES[key](similarity or "ip")
 
 
-__all__ = ["ALIASES", "DEFAULT_NEGATIVES", "KINDS", "LOSSES", "SIMILARITIES", "BCELoss", "BPRLoss",
-           "CCLLoss", "SampledSoftmaxLoss", "SoftmaxLoss", "build_loss", "canonical",
-           "l2_regularization", "score_matrix", "scores"]
+__all__ = [
+    "ALIASES", "DEFAULT_NEGATIVES", "KINDS", "LOSSES", "REGISTERED", "SIMILARITIES", "BCELoss", "BPRLoss",
+    "CCLLoss", "LossSpec", "SampledSoftmaxLoss", "SoftmaxLoss", "build_loss", "canonical", "check_params",
+    "default_negatives", "default_similarity", "kind_of", "l2_regularization", "register_loss", "score_matrix",
+    "scores", "unregister_loss",
+]

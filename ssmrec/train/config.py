@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib
 import json
 import math
 import numbers
@@ -28,6 +29,18 @@ LOSS_SETTINGS: dict[str, set[str]] = {
     "bce": {"similarity", "negatives"},
     "ccl": {"negatives", "margin", "neg_weight"},
 }
+
+
+def loss_settings(loss: str) -> set[str]:
+    """The settings a (canonical) loss uses; a registered loss takes ``loss_params`` and the
+    training similarity, and ``negatives`` when it is sampled."""
+    if loss in LOSS_SETTINGS:
+        return LOSS_SETTINGS[loss]
+    from ssmrec.losses import kind_of
+
+    return {"similarity", "loss_params"} | ({"negatives"} if kind_of(loss) == "sampled" else set())
+
+
 MODEL_SETTINGS: dict[str, set[str]] = {"mf": set(), "svdpp": {"side", "a0", "a1"}, "lightgcn": {"layers"}}
 # data settings that only apply to one kind of dataset
 SINGLE_FILE_SETTINGS = ("ratios", "temporal", "kcore", "min_rating")
@@ -120,6 +133,8 @@ class TrainConfig(DataConfig):
     checkpoint_every: float = 300.0
     progress: bool = True
     nproc: int = 1
+    loss_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # direct construction (``TrainConfig(ks=[0])``) is checked like from_dict / replace
@@ -164,7 +179,7 @@ class TrainConfig(DataConfig):
         """Check every setting's type and range; a :class:`ConfigError` names the first bad one."""
         from ssmrec.data.dataset import PROTOCOLS
         from ssmrec.eval.metrics import METRICS
-        from ssmrec.losses import canonical
+        from ssmrec.losses import canonical, check_params
         from ssmrec.models import MODELS
 
         for f in fields(self):
@@ -177,10 +192,19 @@ class TrainConfig(DataConfig):
             bad("dataset", "must name a dataset, a folder or a file, got ''")
         if self.model.lower().replace("+", "p").replace("-", "") not in MODELS:
             bad("model", f"must be one of {', '.join(MODELS)}, got {self.model!r}")
+        for module in self.plugins:  # they may register losses: before the loss is looked up
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                bad("plugins", f"cannot import {module!r} ({e})")
         try:
             canonical(self.loss)
         except ValueError as e:
             bad("loss", str(e))
+        try:
+            check_params(self.loss, self.loss_params)
+        except ValueError as e:
+            bad("loss_params", str(e))
         if self.protocol not in PROTOCOLS:
             bad("protocol", f"must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.side not in ("user", "item"):
@@ -260,7 +284,7 @@ class TrainConfig(DataConfig):
         lines = []
         for name in (f.name for f in fields(self) if f.name in given):
             users = sorted(k for k, v in LOSS_SETTINGS.items() if name in v)
-            if users and loss not in users:
+            if users and name not in loss_settings(loss):
                 lines.append(f"{name} is ignored: only the {'/'.join(users)} loss uses it, this run's is {loss}")
                 continue
             users = sorted(k for k, v in MODEL_SETTINGS.items() if name in v)
@@ -322,9 +346,11 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {f.name} cannot be None (expected {_expected(base)})")
     try:
         if base.startswith("tuple"):
-            inner = "float" if "float" in base else "int"
+            inner = "float" if "float" in base else ("str" if "str" in base else "int")
             items = value if isinstance(value, (list, tuple)) else [value]
             return tuple(_scalar(inner, v) for v in items)
+        if base.startswith("dict"):
+            return _params(value)
         return _scalar(base, value)
     except (TypeError, ValueError):
         hint = ""
@@ -333,9 +359,39 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {f.name} cannot be {value!r} (expected {_expected(base)}{hint})") from None
 
 
+def _params(value: Any) -> dict[str, Any]:
+    """Loss parameters: a table of names to numbers, booleans or text; from the command line a
+    list of ``name=value`` texts (values parsed as numbers or booleans where they can be)."""
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for item in value:
+            if not isinstance(item, str) or "=" not in item:
+                raise ValueError(item)
+            k, _, v = item.partition("=")
+            out[k.strip()] = _auto(v.strip())
+        value = out
+    if not isinstance(value, dict):
+        raise TypeError(value)
+    for k, v in value.items():
+        if not isinstance(k, str) or not k or not isinstance(v, (bool, int, float, str)):
+            raise TypeError(value)
+    return dict(value)
+
+
+def _auto(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _expected(base: str) -> str:
+    if base.startswith("dict"):
+        return "a table of name = value (command line: name=value)"
     if base.startswith("tuple"):
-        return "a list of " + ("numbers" if "float" in base else "integers")
+        return "a list of " + ("numbers" if "float" in base else ("texts" if "str" in base else "integers"))
     return _EXPECTED[base]
 
 

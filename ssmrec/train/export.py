@@ -38,16 +38,15 @@ from ssmrec.data.interactions import Interactions
 from ssmrec.train.config import TrainConfig
 
 FORMAT, VERSION = "ssmrec-export", 1
-DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", "ccl": "cos"}
 
 
 def training_similarity(cfg: TrainConfig) -> str:
-    from ssmrec.losses import canonical
+    from ssmrec.losses import canonical, default_similarity
 
     loss = canonical(cfg.loss)
     if loss == "ccl":
         return "cos"
-    return cfg.similarity or DEFAULT_SIMILARITY.get(loss, "ip")
+    return cfg.similarity or default_similarity(loss)
 
 
 def excluded(data: Dataset) -> Interactions:

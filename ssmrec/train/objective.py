@@ -7,7 +7,7 @@ from torch import nn
 
 from ssmrec.data.interactions import Interactions
 from ssmrec.data.sampling import Batch, PairSampler, PopularityNegatives, log_expected_counts
-from ssmrec.losses import DEFAULT_NEGATIVES, KINDS, build_loss, canonical, l2_regularization
+from ssmrec.losses import build_loss, canonical, default_negatives, kind_of, l2_regularization
 from ssmrec.models.base import Recommender
 from ssmrec.train.distributed import SINGLE, DistContext
 
@@ -94,10 +94,10 @@ class Objective:
 def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE) -> tuple[Objective, PairSampler]:
     """The objective and the matching batch sampler for a :class:`~ssmrec.train.config.TrainConfig`."""
     name = canonical(cfg.loss)
-    kind = KINDS[name]
+    kind = kind_of(name)
     loss = build_loss(name, tau=cfg.tau, similarity=cfg.similarity, margin=cfg.margin,
-                      weight=cfg.neg_weight, mask_duplicates=cfg.mask_duplicates)
-    n_neg = (cfg.negatives or DEFAULT_NEGATIVES[name]) if kind == "sampled" else 0
+                      weight=cfg.neg_weight, mask_duplicates=cfg.mask_duplicates, params=cfg.loss_params)
+    n_neg = (cfg.negatives or default_negatives(name)) if kind == "sampled" else 0
     shared_sampler = None
     if kind == "in_batch" and cfg.extra_negatives:
         shared_sampler = PopularityNegatives(train.item_degree, cfg.negative_beta)
