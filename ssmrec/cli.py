@@ -59,7 +59,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "eval_chunk": ("evaluation", "users scored at once (bounds memory)"),
     "seed": ("run", "seed of initialisation, shuffling and sampling"),
     "device": ("run", "auto, cpu or cuda"),
-    "threads": ("run", "torch CPU threads (0 = torch's default)"),
+    "threads": ("run", "torch CPU threads; 0 = auto: 1 for small data (< 200k pairs) or a busy machine, else the "
+                       "free cores, at most 8 (a resumed run keeps its count)"),
     "out": ("run", "run directory (default: runs/<dataset>-<model>-<loss>-<time>)"),
     "checkpoint_every": ("run", "seconds between mid-epoch checkpoints (0 = epoch ends only)"),
     "progress": ("run", "show a progress bar per epoch"),
@@ -186,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which weights")
     p.add_argument("--device", default="auto")
 
+    p = sub.add_parser("sweep", help="train K settings of one model and loss at once, over one batch stream "
+                                     "(members differ in seed, reg, tau, layers, margin, neg_weight, a0/a1)")
+    p.add_argument("--config", default=None,
+                   help="TOML file of the base settings; a [sweep] table may list members = [{seed = 0}, "
+                        "{reg = 1e-4, tau = 0.2}]; flags override the base settings")
+    p.add_argument("--member", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE...]",
+                   help="one member's settings, e.g. --member seed=1 --member reg=1e-4,tau=0.2 (repeatable; "
+                        "after the file's members)")
+    _add_train_options(p)
+
     p = sub.add_parser("serve", help="answer top-K requests over HTTP from an export (needs the 'serve' extra)")
     p.add_argument("export_dir", help="an export folder (ssmrec export), or a run directory with export/")
     p.add_argument("--host", default="127.0.0.1")
@@ -282,7 +293,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{where}: K {max(ks)} is larger than the {r.data.n_items} items of the catalogue")
     ev = Evaluator(target, exclude, ks=ks,
                    similarity=args.similarity or cfg.test_similarity,
-                   chunk_size=args.chunk or cfg.eval_chunk, device=r.model.user_emb.device)
+                   chunk_size=args.chunk or cfg.eval_chunk, device=r.model.user_emb.device,
+                   progress=sys.stderr.isatty())
     metrics = ev.evaluate_model(r.model)
     print(f"{args.run_dir} (epoch {r.epoch}, {args.split}, similarity {ev.similarity}, "
           f"{int(ev.users.numel())} users)")
@@ -350,9 +362,15 @@ def _answer_from_export(args: argparse.Namespace):
     k = min(args.k, ex.n_items)
     items = np.empty((rows.size, k), np.int64)
     scores = np.empty((rows.size, k), np.float32)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=rows.size, unit="user", desc="recommending", leave=False,
+               disable=not (args.all and sys.stderr.isatty()))
     for s in range(0, rows.size, args.chunk):
         items[s:s + args.chunk], scores[s:s + args.chunk] = ex.recommend(rows[s:s + args.chunk], k,
                                                                         similarity=args.similarity)
+        bar.update(min(args.chunk, rows.size - s))
+    bar.close()
     raw_items = ex.item_ids[np.maximum(items, 0)]
     return ex.user_ids[rows], raw_items, scores, k
 
@@ -481,8 +499,14 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ssmrec.experiments.report import render
+    from ssmrec.experiments.report import load_records, render
 
+    records = load_records(args.records)
+    if not Path(args.records).is_dir():
+        raise ConfigError(f"--records {args.records}: no such folder (run a grid with `ssmrec experiment "
+                          "GRID.toml --records DIR` first)")
+    grids = sorted({r.path.parent.name for r in records})
+    print(f"read {len(records)} records from {args.records} ({len(grids)} grids: {', '.join(grids)})")
     path = render(args.records, args.out, args.notes)
     print(f"wrote {path}")
     return 0
@@ -500,6 +524,29 @@ def cmd_export(args: argparse.Namespace) -> int:
                        run_dir=args.run_dir, parquet=True)
     print(f"wrote {out}: {r.data.n_users} users and {r.data.n_items} items x {r.cfg.dim} "
           f"({r.cfg.model} + {r.cfg.loss}, epoch {r.epoch}, scored by {r.cfg.test_similarity})")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ssmrec.experiments.sweep import Sweep, check_new_sweep_dir, default_sweep_dir, member_configs, parse_member
+    from ssmrec.train.config import read_toml
+
+    data = read_toml(args.config) if args.config else {}
+    table = data.pop("sweep", {})
+    if not isinstance(table, dict) or set(table) - {"members"}:
+        raise ConfigError(f"{args.config}: [sweep] takes one key, members = [{{seed = 0}}, {{reg = 1e-4}}, ...]")
+    members = list(table.get("members", [])) + [parse_member(text) for text in args.member]
+    flags = _train_values(args)
+    base = TrainConfig.from_dict(data.get("train", data), source=args.config or "settings")
+    base = base.replace(flags, source="command line")
+    member_configs(base, members)  # refused before any work
+    out = Path(base.out) if base.out else default_sweep_dir(base)
+    check_new_sweep_dir(out)
+    sweep = Sweep(base, members, run_dir=out, echo=lambda line: print(line, flush=True))
+    print(f"{sweep.data.name}: {sweep.data.n_users} users, {sweep.data.n_items} items, {sweep.data.train.nnz} "
+          f"train pairs; {len(members)} members of {base.model} + {base.loss}, batches and negatives of seed "
+          f"{base.seed}; device {sweep.device}; sweep directory {out}", flush=True)
+    sweep.fit()
     return 0
 
 
@@ -539,7 +586,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from ssmrec.train.restore import restore
 
     r = restore(args.run_dir, device=args.device)
-    claims = analyse(r.model, r.data, r.cfg, users=args.users, seed=r.cfg.seed)
+    claims = analyse(r.model, r.data, r.cfg, users=args.users, seed=r.cfg.seed, progress=sys.stderr.isatty())
     pb, hn = claims["popularity_bias"], claims["hard_negatives"]
     db, mg = claims["dcg_bound"], claims["magnitude"]
     print(f"{args.run_dir} ({r.cfg.model} + {r.cfg.loss}, epoch {r.epoch})")
@@ -563,7 +610,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 COMMANDS = {
     "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
     "experiment": cmd_experiment, "rerun": cmd_rerun, "report": cmd_report, "analyze": cmd_analyze,
-    "export": cmd_export, "plot": cmd_plot, "serve": cmd_serve,
+    "export": cmd_export, "plot": cmd_plot, "serve": cmd_serve, "sweep": cmd_sweep,
 }
 
 

@@ -146,3 +146,20 @@ def test_likely_reason_takes_the_most_specific_note():
     assert likely_reason(("t5", "yelp2018", "user", 0.5, 0.5), [], 0.1, 0.2, notes).startswith("specific")
     assert likely_reason(("t5", "yelp2018", "item", 1.0, 0.0), [], 0.1, 0.2, notes).startswith("general")
     assert "hyper-parameters not re-tuned" in likely_reason(("t5", "gowalla"), [], 0.1, 0.2, notes)
+
+
+def test_report_on_a_users_own_grid_says_what_it_read(tiny_dir, tmp_path, capsys):
+    from ssmrec.cli import main
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "mine"\n[base]\ndataset = "{tiny_dir}"\nmodel = "mf"\ndim = 8\nepochs = 1\n'
+                    'progress = false\n[[cell]]\nloss = ["ssm", "bpr"]\n')
+    recs, out = tmp_path / "recs", tmp_path / "out"
+    assert main(["experiment", str(grid), "--records", str(recs), "--runs", str(tmp_path / "runs")]) == 0
+    capsys.readouterr()
+    assert main(["report", "--records", str(recs), "--out", str(out)]) == 0
+    assert f"read 2 records from {recs} (1 grids: mine)" in capsys.readouterr().out
+    md = (out / "REPORT.md").read_text()
+    assert f"`{recs}/`" in md and "## mine (2 cells)" in md and "Table 3" not in md
+    assert md.count("| tiny-mf-") == 2
+    assert main(["report", "--records", str(tmp_path / "none"), "--out", str(out)]) == 2

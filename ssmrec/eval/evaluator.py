@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ssmrec.data.interactions import Interactions
 from ssmrec.eval.metrics import METRICS, MetricAccumulator
@@ -25,6 +26,7 @@ class Evaluator:
         chunk_size: users scored at once; memory is ``chunk_size x n_items`` floats
             (default: 2048).
         device: where scoring happens (default: cpu).
+        progress: show a progress bar over the user chunks (default: False).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class Evaluator:
         similarity: str = "ip",
         chunk_size: int = 2048,
         device: torch.device | str = "cpu",
+        progress: bool = False,
     ):
         self.target = target
         self.exclude = list(exclude)
@@ -49,6 +52,7 @@ class Evaluator:
         self.users = torch.from_numpy(target.active_users).to(self.device)
         self.n_relevant = torch.from_numpy(target.user_degree).to(self.device)
         self.last: MetricAccumulator | None = None
+        self.progress = progress
 
     def accumulate(
         self, user_reps: torch.Tensor, item_reps: torch.Tensor, users: torch.Tensor | None = None
@@ -57,10 +61,13 @@ class Evaluator:
         acc = MetricAccumulator(self.target.n_users, self.ks, self.metrics)
         users = self.users if users is None else users.to(self.device)
         user_reps, item_reps = user_reps.to(self.device), item_reps.to(self.device)
-        for chunk, top, _ in iter_topk(user_reps, item_reps, users, acc.max_k, seen=self.seen,
-                                       similarity=self.similarity, chunk_size=self.chunk_size):
-            hits = hit_matrix(self.keys, self.target.n_items, chunk, top)
-            acc.update(chunk, hits, self.n_relevant[chunk])
+        chunks = iter_topk(user_reps, item_reps, users, acc.max_k, seen=self.seen,
+                           similarity=self.similarity, chunk_size=self.chunk_size)
+        with tqdm(total=users.numel(), unit="user", desc="ranking", disable=not self.progress, leave=False) as bar:
+            for chunk, top, _ in chunks:
+                hits = hit_matrix(self.keys, self.target.n_items, chunk, top)
+                acc.update(chunk, hits, self.n_relevant[chunk])
+                bar.update(chunk.numel())
         return acc
 
     @torch.no_grad()

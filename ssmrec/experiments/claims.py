@@ -193,20 +193,26 @@ def magnitude(user_reps: torch.Tensor, item_reps: torch.Tensor, train: Interacti
     return out
 
 
-def analyse(model, data, cfg, *, users: int = 2000, seed: int = 0) -> dict:
+def analyse(model, data, cfg, *, users: int = 2000, seed: int = 0, progress: bool = False) -> dict:
     """All four claims for a trained model (``model`` holds its best parameters)."""
+    from tqdm.auto import tqdm
+
     model.eval()
     with torch.no_grad():
         u, i = model()
     exclude = [s for s in (data.train, data.valid) if s is not None]
     train_sim = cfg.similarity or ("cos" if cfg.loss in ("ssm", "softmax", "ccl") else "ip")
     tau = cfg.tau if cfg.loss in ("ssm", "softmax") else (1.0 if train_sim == "ip" else 0.1)
-    return {
-        "popularity_bias": popularity_bias(u, i, data.train, data.test, exclude, similarity=cfg.test_similarity,
-                                           n_users=users, seed=seed),
-        "hard_negatives": hard_negatives(model.batch_reps, data.train, tau=cfg.tau if cfg.loss == "ssm" else 0.1,
-                                         seed=seed),
-        "dcg_bound": dcg_bound(u, i, data.test, similarity=train_sim, tau=tau, n_users=users, seed=seed),
-        "magnitude": magnitude(u, i, data.train),
+    steps = {
+        "popularity_bias": lambda: popularity_bias(u, i, data.train, data.test, exclude,
+                                                   similarity=cfg.test_similarity, n_users=users, seed=seed),
+        "hard_negatives": lambda: hard_negatives(model.batch_reps, data.train,
+                                                 tau=cfg.tau if cfg.loss == "ssm" else 0.1, seed=seed),
+        "dcg_bound": lambda: dcg_bound(u, i, data.test, similarity=train_sim, tau=tau, n_users=users, seed=seed),
+        "magnitude": lambda: magnitude(u, i, data.train),
     }
+    out = {}
+    for name, step in tqdm(steps.items(), desc="claims", unit="claim", disable=not progress, leave=False):
+        out[name] = step()
+    return out
 
