@@ -55,7 +55,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "metric": ("evaluation", "selection / early-stopping metric, e.g. recall@20, ndcg@20"),
     "patience": ("evaluation", "evaluations without improvement before stopping (0 = never)"),
     "ks": ("evaluation", "cut-offs K of the metrics"),
-    "test_similarity": ("evaluation", "scoring at evaluation: ip or cos"),
+    "test_similarity": ("evaluation", "scoring at evaluation: ip or cos (default: cos for ccl, ip otherwise)"),
     "eval_chunk": ("evaluation", "users scored at once (bounds memory)"),
     "seed": ("run", "seed of initialisation, shuffling and sampling"),
     "device": ("run", "auto, cpu or cuda"),
@@ -292,7 +292,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         where = "--k" if args.ks else "the run's ks"
         raise ConfigError(f"{where}: K {max(ks)} is larger than the {r.data.n_items} items of the catalogue")
     ev = Evaluator(target, exclude, ks=ks,
-                   similarity=args.similarity or cfg.test_similarity,
+                   similarity=args.similarity or cfg.scoring,
                    chunk_size=args.chunk or cfg.eval_chunk, device=r.model.user_emb.device,
                    progress=sys.stderr.isatty())
     metrics = ev.evaluate_model(r.model)
@@ -390,7 +390,7 @@ def _answer_from_model(args: argparse.Namespace):
     users = (torch.arange(train.n_users, device=dev) if args.all
              else torch.tensor([train.user_index(args.user)], device=dev))
     seen = SeenItems(r.exclude_sets(), dev)
-    sim = args.similarity or r.cfg.test_similarity
+    sim = args.similarity or r.cfg.scoring
     k = min(args.k, train.n_items)
     parts = [(c.cpu().numpy(), t.cpu().numpy(), v.cpu().numpy())
              for c, t, v in iter_topk(u_reps, i_reps, users, k, seen=seen, similarity=sim, chunk_size=args.chunk)]
@@ -523,7 +523,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                        metrics=metrics.get("test") if r.epoch == metrics.get("best_epoch") else None,
                        run_dir=args.run_dir, parquet=True)
     print(f"wrote {out}: {r.data.n_users} users and {r.data.n_items} items x {r.cfg.dim} "
-          f"({r.cfg.model} + {r.cfg.loss}, epoch {r.epoch}, scored by {r.cfg.test_similarity})")
+          f"({r.cfg.model} + {r.cfg.loss}, epoch {r.epoch}, scored by {r.cfg.scoring})")
     return 0
 
 

@@ -13,7 +13,7 @@ from ssmrec.data import Interactions
 from ssmrec.eval import Evaluator
 from ssmrec.eval.popularity import gini, popularity_groups, topk_profile
 from ssmrec.experiments import Runner, load_grid
-from ssmrec.train.config import ConfigError
+from ssmrec.train.config import ConfigError, TrainConfig
 
 
 def write(tmp_path, text, name="g.toml"):
@@ -244,3 +244,13 @@ def test_rerun_a_recorded_cell_reproduces_it(tmp_path, tiny_dir, capsys):
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["test"] == rec["metrics"]["test"]
     assert "recorded" in capsys.readouterr().out
+
+
+def test_ccl_is_scored_as_it_was_trained_and_other_cells_keep_their_ids():
+    from ssmrec.experiments.grid import result_settings
+
+    assert TrainConfig(loss="ccl").scoring == "cos" and TrainConfig(loss="ssm").scoring == "ip"
+    assert TrainConfig(loss="ccl", test_similarity="ip").scoring == "ip"
+    for loss in ("ssm", "bpr", "bce", "softmax"):  # the default means ip: the same cell as an explicit ip
+        assert result_settings(TrainConfig(loss=loss)) == result_settings(TrainConfig(loss=loss, test_similarity="ip"))
+    assert result_settings(TrainConfig(loss="ccl"))["test_similarity"] == "cos"

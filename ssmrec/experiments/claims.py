@@ -205,7 +205,7 @@ def analyse(model, data, cfg, *, users: int = 2000, seed: int = 0, progress: boo
     tau = cfg.tau if cfg.loss in ("ssm", "softmax") else (1.0 if train_sim == "ip" else 0.1)
     steps = {
         "popularity_bias": lambda: popularity_bias(u, i, data.train, data.test, exclude,
-                                                   similarity=cfg.test_similarity, n_users=users, seed=seed),
+                                                   similarity=cfg.scoring, n_users=users, seed=seed),
         "hard_negatives": lambda: hard_negatives(model.batch_reps, data.train,
                                                  tau=cfg.tau if cfg.loss == "ssm" else 0.1, seed=seed),
         "dcg_bound": lambda: dcg_bound(u, i, data.test, similarity=train_sim, tau=tau, n_users=users, seed=seed),

@@ -76,6 +76,8 @@ def result_settings(cfg: TrainConfig) -> dict[str, Any]:
     out = {k: v for k, v in sorted(values.items()) if k not in RUN_ONLY and k not in ignored
            and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
     out["loss"], out["model"] = loss, model
+    if out.get("test_similarity") is None:
+        out["test_similarity"] = cfg.scoring
     if "similarity" in out and out["similarity"] is None:
         out["similarity"] = default_similarity(loss)
     if "negatives" in out and out["negatives"] is None:

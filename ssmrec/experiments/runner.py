@@ -173,16 +173,16 @@ class Runner:
         exclude = [s for s in (data.train, data.valid) if s is not None]
         by_similarity = {}
         per_user = {}
-        for sim in dict.fromkeys((cfg.test_similarity, *cell.similarities)):
+        for sim in dict.fromkeys((cfg.scoring, *cell.similarities)):
             ev = Evaluator(data.test, exclude, ks=cfg.ks, similarity=sim, chunk_size=cfg.eval_chunk,
                            device=trainer.device)
             by_similarity[sim] = ev.evaluate(u, i)
-            if sim == cfg.test_similarity:
+            if sim == cfg.scoring:
                 for key in (cfg.metric, f"ndcg@{cfg.metric.split('@')[1]}"):
                     per_user[key] = ev.last.per_user(key).astype(np.float32)
                 per_user["users"] = np.flatnonzero(ev.last.seen).astype(np.int32)
         profile = topk_profile(u, i, data.test, exclude, data.train, k=int(cfg.metric.split("@")[1]),
-                               similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk)
+                               similarity=cfg.scoring, chunk_size=cfg.eval_chunk)
         claims = analyse(model, data, cfg, seed=cfg.seed) if self.claims else None
         npz = self.record_path(cell).with_suffix(".per_user.npz")
         npz.parent.mkdir(parents=True, exist_ok=True)

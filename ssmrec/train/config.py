@@ -86,7 +86,9 @@ class TrainConfig(DataConfig):
         patience: evaluations without improvement before stopping; 0 = never stop early
             (default: 10).
         ks: cut-offs (default: 20).
-        test_similarity: scoring at evaluation, ``ip`` or ``cos`` (default: ``ip``).
+        test_similarity: scoring at evaluation, ``ip`` or ``cos`` (default: the loss's own scoring,
+            :attr:`scoring`: ``cos`` for ccl, which is trained and scored on cosine only (SimpleX);
+            ``ip`` for the others, as the study scores every model, SSM's cosine training included).
         eval_chunk: users scored at once; memory is eval_chunk x n_items floats (default: 2048).
     Run:
         seed, device (``auto``/``cpu``/``cuda``), threads (torch intra-op threads; 0 = torch's
@@ -124,7 +126,7 @@ class TrainConfig(DataConfig):
     metric: str = "recall@20"
     patience: int = 10
     ks: tuple[int, ...] = (20,)
-    test_similarity: str = "ip"
+    test_similarity: str | None = None
     eval_chunk: int = 2048
     seed: int = 0
     device: str = "auto"
@@ -139,6 +141,15 @@ class TrainConfig(DataConfig):
     def __post_init__(self) -> None:
         # direct construction (``TrainConfig(ks=[0])``) is checked like from_dict / replace
         self.validate("TrainConfig")
+
+    @property
+    def scoring(self) -> str:
+        """The test-time similarity: ``test_similarity`` if given, else the loss's own (see above)."""
+        if self.test_similarity:
+            return self.test_similarity
+        from ssmrec.losses import canonical
+
+        return "cos" if canonical(self.loss) == "ccl" else "ip"
 
     def data_config(self) -> DataConfig:
         return DataConfig(**{f.name: getattr(self, f.name) for f in fields(DataConfig)})

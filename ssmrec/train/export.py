@@ -77,7 +77,7 @@ def write_export(out: str | Path, model: torch.nn.Module, data: Dataset, cfg: Tr
         "format": FORMAT, "version": VERSION,
         "model": cfg.model, "loss": cfg.loss, "layers": cfg.layers if cfg.model == "lightgcn" else None,
         "training_similarity": training_similarity(cfg),
-        "similarity": cfg.test_similarity,
+        "similarity": cfg.scoring,
         "dim": int(users.shape[1]), "n_users": int(users.shape[0]), "n_items": int(items.shape[0]),
         "dataset": data.name, "data_fingerprint": train.fingerprint(), "protocol": cfg.protocol,
         "excluded": "train + validation" if data.valid is not None else "train",

@@ -143,7 +143,7 @@ class Trainer:
         self.objective, self.sampler = build_objective(cfg, train, dist)
         self.objective.to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
-        common = dict(ks=cfg.ks, similarity=cfg.test_similarity, chunk_size=cfg.eval_chunk,
+        common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk,
                       device=self.device)
         if cfg.protocol == "holdout":
             self.select_eval = Evaluator(self.data.valid, [train], **common)
