@@ -61,6 +61,17 @@ class Export:
         return self._index("item", self.item_ids, raw)
 
     def _index(self, what: str, ids: np.ndarray, raw: str | int) -> int:
+        if ids.dtype.kind in "iu" and ids.size and not isinstance(raw, float):
+            # integer ids (sorted: encoded in order): a binary search, no table to build
+            try:
+                key = int(str(raw).strip())
+            except ValueError:
+                key = None
+            if key is not None and self._sorted(what, ids):
+                k = int(np.searchsorted(ids, key))
+                if k < ids.size and ids[k] == key:
+                    return k
+                raise ExportError(f"unknown {what} id {raw!r} (not among the {ids.size} {what}s of {self.path})")
         table = self._lookup.get(what)
         if table is None:
             table = self._lookup[what] = {str(v): k for k, v in enumerate(ids.tolist())}
@@ -68,6 +79,12 @@ class Export:
         if k is None:
             raise ExportError(f"unknown {what} id {raw!r} (not among the {ids.size} {what}s of {self.path})")
         return k
+
+    def _sorted(self, what: str, ids: np.ndarray) -> bool:
+        key = f"sorted-{what}"
+        if key not in self._lookup:  # checked once per export
+            self._lookup[key] = bool(np.all(ids[1:] > ids[:-1]))
+        return self._lookup[key]
 
     def seen(self, user: int) -> np.ndarray:
         """Item rows the user's ranking excludes."""

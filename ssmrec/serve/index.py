@@ -1,0 +1,321 @@
+"""Top-K over an export's items through a faiss index: exact (flat) or approximate (HNSW, IVF).
+
+The metric rule: an index ranks by the inner product of the vectors the export is scored with,
+:meth:`Export.vectors` under the run's test similarity: the raw vectors for ``ip``, both sides
+L2-normalised for ``cos`` (so the inner product *is* the cosine). It is never an L2 index: an L2
+ranking differs from both as soon as the item norms differ.
+
+Seen items are excluded, never scored away, in one of two ways that give the same lists:
+
+* one search per user with its seen items excluded inside faiss (``IDSelectorNot`` of an
+  ``IDSelectorBatch``): ``k`` items fetched, and HNSW's candidate list stays ``ef_search`` however
+  much the user has seen. HNSW always searches this way (a batch from a thread pool, faiss
+  releasing the GIL); so do exact and IVF for batches under :data:`MIN_GROUP` users.
+* for larger exact / IVF batches, one search per group of users: each user's list is over-fetched
+  by the number of items they have seen (``k + |seen|``, at most that many fetched items can be
+  seen ones) and the seen ones are dropped. Users are grouped by fetch size (rounded up to a
+  power of two; groups under :data:`MIN_GROUP` users join the next size, as a flat search of
+  fewer than 20 queries does not use BLAS) so that one heavy user does not make the whole batch
+  fetch thousands of items.
+
+Either way an exact index returns exactly :meth:`Export.recommend`'s list (ties aside).
+
+Kinds and knobs (defaults in :data:`DEFAULTS`):
+
+``exact``  ``IndexFlatIP``: brute force, the reference.
+``hnsw``   ``IndexHNSWFlat`` (inner product): ``m`` links per node, ``ef_construction``,
+           ``ef_search`` (the candidate list when searching; at least ``k``).
+``ivf``    ``IndexIVFFlat`` (inner product, k-means coarse quantizer): ``nlist`` lists
+           (default ``sqrt(items)``), ``nprobe`` lists visited per query.
+
+``ef_search`` and ``nprobe`` can be changed after building (:meth:`ItemIndex.set_knobs`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ssmrec.serve.export import Export
+
+KINDS = ("exact", "hnsw", "ivf")
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "exact": {},
+    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
+    "ivf": {"nlist": None, "nprobe": 16},
+}
+SEARCH_KNOBS = {"hnsw": ("ef_search",), "ivf": ("nprobe",), "exact": ()}
+MIN_GROUP = 32  # flat / IVF: fewest users searched together at one fetch size
+ALIASES = {"M": "m", "efConstruction": "ef_construction", "efSearch": "ef_search"}
+
+
+class IndexConfigError(ValueError):
+    """An unknown index kind or knob, a knob value it cannot take, or a saved index that does
+    not belong to the export it is loaded with."""
+
+
+def set_threads(n: int | None) -> None:
+    """Threads faiss searches and builds with (OpenMP; process-wide). ``None``/0: its default."""
+    if n:
+        faiss.omp_set_num_threads(int(n))
+
+
+@dataclass(eq=False)
+class ItemIndex:
+    """A faiss index over an export's items, answering like :meth:`Export.recommend`."""
+
+    export: Export
+    kind: str
+    similarity: str
+    index: Any  # faiss.Index
+    knobs: dict[str, Any] = field(default_factory=dict)
+    _executor: Any = field(default=None, repr=False)
+    _executor_threads: int = field(default=0, repr=False)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the index serialised (its vectors, links, lists): the memory it holds."""
+        return int(faiss.serialize_index(self.index).nbytes)
+
+    def set_knobs(self, *, ef_search: int | None = None, nprobe: int | None = None) -> ItemIndex:
+        """Change the search-time knobs (no rebuild)."""
+        given = {"ef_search": ef_search, "nprobe": nprobe}
+        for name, value in given.items():
+            if value is None:
+                continue
+            if name not in SEARCH_KNOBS[self.kind]:
+                raise IndexConfigError(f"{name} does not apply to the {self.kind} index "
+                                       f"(its search knobs: {', '.join(SEARCH_KNOBS[self.kind]) or 'none'})")
+            value = _positive(name, value)
+            if name == "ef_search":
+                self.index.hnsw.efSearch = value
+            else:
+                self.index.nprobe = min(value, self.index.nlist)
+            self.knobs[name] = value
+        return self
+
+    def queries(self, user_rows: np.ndarray) -> np.ndarray:
+        """The users' query vectors (normalised under ``cos``), float32, C-contiguous."""
+        return np.ascontiguousarray(self.export.vectors("user", self.similarity)[user_rows], dtype=np.float32)
+
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's raw answer: ``n`` item rows (``-1`` where it found fewer) and scores per query."""
+        scores, items = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), int(n))
+        return items, scores
+
+    def recommend(self, user_rows: np.ndarray | list[int], k: int = 20, *, exclude_seen: bool = True,
+                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` item rows and scores for user rows, best first (ties: lower row first), seen
+        items left out; padded with -1 / -inf where fewer remain (or an approximate index found
+        fewer). Same shapes and meaning as :meth:`Export.recommend`."""
+        users = np.atleast_1d(np.asarray(user_rows, dtype=np.int64))
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise IndexConfigError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        ex = self.export
+        if users.size and (users.min() < 0 or users.max() >= ex.n_users):
+            raise IndexConfigError(f"user rows must lie in [0, {ex.n_users}), got {users.min()}..{users.max()}")
+        top = np.full((users.size, k), -1, dtype=np.int64)
+        val = np.full((users.size, k), -np.inf, dtype=np.float32)
+        if users.size == 0:
+            return top, val
+        if self.kind == "hnsw" or users.size < MIN_GROUP:
+            return self._search_each(users, k, exclude_seen)
+        indptr = ex.seen_indptr
+        n_seen = (indptr[users + 1] - indptr[users]).astype(np.int64)
+        if not exclude_seen:
+            n_seen[:] = 0
+        need = np.minimum(k + n_seen, self.n_items)
+        fetch = _merge_small_groups(np.minimum(2 ** np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64),
+                                               self.n_items), MIN_GROUP)
+        queries = self.queries(users)
+        for n in np.unique(fetch):
+            for chunk in _chunks(np.flatnonzero(fetch == n), batch_size):
+                items, scores = self.search(queries[chunk], int(n))
+                top[chunk], val[chunk] = self._filter(users[chunk], items, scores, k, exclude_seen)
+        return top, val
+
+    def _search_each(self, users: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One search per user, its seen items excluded inside faiss (an ``IDSelector``): ``k``
+        fetched, and HNSW's candidate list stays ``ef_search`` whatever the user has seen."""
+        queries = self.queries(users)
+        items = np.full((users.size, k), -1, dtype=np.int64)
+        scores = np.full((users.size, k), -np.inf, dtype=np.float32)
+        n = min(k, self.n_items)
+        empty = np.zeros(0, dtype=np.int64)
+
+        def one(r: int) -> None:
+            seen = self.export.seen(int(users[r])) if exclude_seen else empty
+            params, keep = self._params(np.ascontiguousarray(seen, dtype=np.int64))
+            d, i = self.index.search(queries[r:r + 1], n, params=params)
+            del keep  # the selectors lived through the search
+            items[r, :n], scores[r, :n] = i[0], d[0]
+
+        if users.size > 1 and self._pool() is not None:
+            list(self._pool().map(one, range(users.size)))
+        else:
+            for r in range(users.size):
+                one(r)
+        if (scores[:, 1:] == scores[:, :-1]).any():  # faiss leaves equal scores in any order
+            order = np.lexsort((items, -scores), axis=1)
+            items, scores = np.take_along_axis(items, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        scores[items < 0] = -np.inf
+        return items, scores
+
+    def _params(self, seen: np.ndarray):
+        """Search parameters excluding ``seen`` (and carrying this index's search knobs), and the
+        objects they point to, which must outlive the search."""
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = self.index.hnsw.efSearch
+        elif self.kind == "ivf":
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.index.nprobe
+        else:
+            params = faiss.SearchParameters()
+        if seen.size == 0:
+            return params, ()
+        batch = faiss.IDSelectorBatch(seen.size, faiss.swig_ptr(seen))
+        params.sel = sel = faiss.IDSelectorNot(batch)
+        return params, (seen, batch, sel)
+
+    def _pool(self):
+        """Threads for per-user searches of a batch (faiss releases the GIL while searching)."""
+        n = faiss.omp_get_max_threads()
+        if n <= 1:
+            return None
+        if self._executor is None or self._executor_threads != n:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # each worker searches one query at a time: no OpenMP team of its own
+            self._executor = ThreadPoolExecutor(n, thread_name_prefix="faiss", initializer=faiss.omp_set_num_threads,
+                                                initargs=(1,))
+            self._executor_threads = n
+        return self._executor
+
+    def _filter(self, users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int,
+                exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Drop missing and seen items from fetched lists (vectorised over the batch) and keep
+        the first ``k`` of each, ties ordered by lower item row."""
+        order = np.lexsort((items, -scores), axis=1)  # faiss leaves equal scores in any order
+        items = np.take_along_axis(items, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        keep = items >= 0
+        if exclude_seen:
+            ex = self.export
+            starts, ends = ex.seen_indptr[users], ex.seen_indptr[users + 1]
+            counts = (ends - starts).astype(np.int64)
+            if counts.sum():
+                pos = np.repeat(np.arange(users.size, dtype=np.int64), counts)
+                seen = ex.seen_indices[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])]
+                n_items = np.int64(ex.n_items)
+                seen_keys = pos * n_items + seen.astype(np.int64)
+                keys = np.arange(users.size, dtype=np.int64)[:, None] * n_items + items
+                keep &= ~np.isin(keys, seen_keys)
+        # stable: kept items first, in their ranked order
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        out_items = np.take_along_axis(items, first, axis=1)
+        out_scores = np.take_along_axis(scores, first, axis=1).astype(np.float32)
+        kept = np.take_along_axis(keep, first, axis=1)
+        out_items[~kept], out_scores[~kept] = -1, -np.inf
+        if out_items.shape[1] < k:  # fewer items than k in the whole index
+            pad = k - out_items.shape[1]
+            out_items = np.pad(out_items, ((0, 0), (0, pad)), constant_values=-1)
+            out_scores = np.pad(out_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        return out_items, out_scores
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the faiss index to ``path`` and what it was built from to ``path.json``."""
+        path = Path(path)
+        faiss.write_index(self.index, str(path))
+        meta = {"kind": self.kind, "similarity": self.similarity, "knobs": self.knobs,
+                "export": _identity(self.export)}
+        path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, export: Export) -> ItemIndex:
+        """Read an index written by :meth:`save`, checking that it was built from ``export``."""
+        path = Path(path)
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        if meta["export"] != _identity(export):
+            raise IndexConfigError(f"{path} was built from another export ({meta['export']}), "
+                                   f"not {export.path} ({_identity(export)})")
+        return cls(export, meta["kind"], meta["similarity"], faiss.read_index(str(path)), dict(meta["knobs"]))
+
+
+def build_index(export: Export, kind: str = "exact", similarity: str | None = None, *,
+                threads: int | None = None, **knobs: Any) -> ItemIndex:
+    """Index ``export``'s items for top-K by inner product under ``similarity`` (default: the
+    export's, which is the run's test similarity). Knobs: see the module docstring."""
+    if kind not in KINDS:
+        raise IndexConfigError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    sim = similarity or export.similarity
+    if sim not in ("ip", "cos"):
+        raise IndexConfigError(f"similarity must be 'ip' or 'cos', got {sim!r}")
+    knobs = {ALIASES.get(name, name): value for name, value in knobs.items()}
+    unknown = set(knobs) - set(DEFAULTS[kind])
+    if unknown:
+        raise IndexConfigError(f"unknown knob(s) {', '.join(sorted(unknown))} for the {kind} index "
+                               f"(it takes: {', '.join(DEFAULTS[kind]) or 'none'})")
+    set_threads(threads)
+    values = {**DEFAULTS[kind], **{n: v for n, v in knobs.items() if v is not None}}
+    items = np.ascontiguousarray(export.vectors("item", sim), dtype=np.float32)
+    n, dim = items.shape
+    if kind == "exact":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, _positive("m", values["m"]), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = _positive("ef_construction", values["ef_construction"])
+    else:
+        nlist = values["nlist"] or max(1, round(math.sqrt(n)))
+        values["nlist"] = nlist = min(_positive("nlist", nlist), n)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(items)
+        index.own_fields = True
+        quantizer.this.disown()  # the IVF index owns (and frees) its quantizer
+    index.add(items)
+    built = ItemIndex(export, kind, sim, index, {n: v for n, v in values.items() if n not in SEARCH_KNOBS[kind]})
+    built.set_knobs(**{name: values[name] for name in SEARCH_KNOBS[kind]})
+    return built
+
+
+def _merge_small_groups(fetch: np.ndarray, min_group: int) -> np.ndarray:
+    """Move users of a fetch size shared by fewer than ``min_group`` users up to the next size
+    (fetching more is always correct)."""
+    fetch = fetch.copy()
+    sizes = np.unique(fetch)
+    for small, larger in zip(sizes[:-1], sizes[1:]):
+        group = fetch == small
+        if group.sum() < min_group:
+            fetch[group] = larger
+    return fetch
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise IndexConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _chunks(rows: np.ndarray, size: int):
+    for s in range(0, rows.size, size):
+        yield rows[s:s + size]
+
+
+def _identity(export: Export) -> dict[str, Any]:
+    m = export.manifest
+    return {"n_users": export.n_users, "n_items": export.n_items, "dim": int(export.item_factors.shape[1]),
+            "data_fingerprint": m.get("data_fingerprint"), "epoch": m.get("epoch"), "created": m.get("created")}
