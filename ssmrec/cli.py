@@ -197,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "after the file's members)")
     _add_train_options(p)
 
+    p = sub.add_parser("tune", help="tune settings on a grid: Optuna trials trained K at a time as sweeps, "
+                                    "pruned by successive halving, resumable (SQLite or any RDB URL)")
+    p.add_argument("--config", default=None, help="TOML file of the base settings; flags override it")
+    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="values of one sweepable setting (seed, reg, tau, layers, margin, neg_weight, a0, a1); "
+                        "repeatable: every combination is a trial")
+    p.add_argument("--tau-search", action="store_true",
+                   help="the study's temperature search: tau in {0.1, 0.2, 0.5, 1.0}, then steps of 0.02 around "
+                        "the best")
+    p.add_argument("--members", type=int, default=8, help="trials trained together in one sweep (default: 8)")
+    p.add_argument("--pruner", choices=("sha", "none"), default="sha",
+                   help="successive halving over epochs, or none (default: sha)")
+    p.add_argument("--min-epochs", type=int, default=5, help="first rung of successive halving (default: 5)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default: sqlite:///OUT/study.db; an RDB URL shares a study "
+                        "between machines)")
+    p.add_argument("--study", default=None, help="study name in the storage (default: the folder's name)")
+    _add_train_options(p)
+
     p = sub.add_parser("serve", help="answer top-K requests over HTTP from an export (needs the 'serve' extra)")
     p.add_argument("export_dir", help="an export folder (ssmrec export), or a run directory with export/")
     p.add_argument("--host", default="127.0.0.1")
@@ -550,6 +569,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ssmrec.experiments.tune import Study, parse_grid
+
+    base = TrainConfig.from_dict(load_toml(args.config) if args.config else {}, source=args.config or "settings")
+    base = base.replace(_train_values(args), source="command line")
+    grid = parse_grid(args.grid)
+    name = Path(base.dataset).name.split(".")[0]
+    out = Path(base.out) if base.out else Path("runs") / f"{name}-{base.model}-{base.loss}-tune"
+    if out.exists() and not (out / "tune.json").exists() and any(out.iterdir()):
+        raise ConfigError(f"out: {out} holds something other than a tuning study")
+    study = Study(base.replace({"out": None}), grid, out, storage=args.storage, name=args.study,
+                  members=args.members, pruner=args.pruner, min_epochs=args.min_epochs,
+                  tau_search=args.tau_search, echo=lambda line: print(line, flush=True))
+    study.run()
+    for line in study.table():
+        print(line)
+    print(f"study folder: {out} (re-run the same command to continue it)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -610,7 +649,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 COMMANDS = {
     "datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
     "experiment": cmd_experiment, "rerun": cmd_rerun, "report": cmd_report, "analyze": cmd_analyze,
-    "export": cmd_export, "plot": cmd_plot, "serve": cmd_serve, "sweep": cmd_sweep,
+    "export": cmd_export, "plot": cmd_plot, "serve": cmd_serve, "tune": cmd_tune, "sweep": cmd_sweep,
 }
 
 

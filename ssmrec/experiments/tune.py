@@ -1,0 +1,255 @@
+"""Tuning studies: a grid of settings run as Optuna trials, K at a time in one vectorised sweep,
+with successive-halving pruning over epochs.
+
+The study lives in an Optuna storage (default ``sqlite:///OUT/study.db``, one per tuning folder;
+any RDB URL lets several machines work on one study). Every combination of the grid is enqueued
+as a trial; each round asks up to ``members`` waiting trials and trains them as the members of
+one :class:`~ssmrec.experiments.sweep.Sweep` (same batch stream: the comparison is between
+settings, not sampling noise). After every evaluation each member reports its selection metric
+to its trial; the pruner (``sha``: Optuna's successive halving, rungs from ``min_epochs`` with
+reduction factor 3; ``none``) stops the members that fall behind, which frees their share of the
+sweep's compute. Survivors run to their early stop. Selection is on validation under the
+``holdout`` protocol; under ``paper`` the values are test-selected and said to be.
+
+The study's temperature search (coarse {0.1, 0.2, 0.5, 1.0}, then steps of 0.02 around the best)
+is ``tau_search=True``: a coarse round, then the fine values enqueued around the best.
+
+A study survives ``kill -9``: finished and pruned trials stay in the storage; trials that were
+running (a sweep has no checkpoint of its own) are marked failed and enqueued again, so re-running
+the same command continues the study. ``OUT/tune.json`` lists every trial (values, state, epochs,
+run directory, test metrics) and the selected settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ssmrec.errors import ConfigError
+from ssmrec.experiments.grid import Search
+from ssmrec.experiments.sweep import SWEEPABLE, Sweep
+from ssmrec.train.config import TrainConfig, parse_text, save_json
+
+SUMMARY = "tune.json"
+PRUNERS = ("sha", "none")
+
+
+def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["reg=1e-6,1e-5", "layers=1,2"]`` -> ``{"reg": [1e-6, 1e-5], "layers": [1, 2]}``."""
+    types = {name: str(f.type) for name, f in TrainConfig.__dataclass_fields__.items()}
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, eq, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not values.strip():
+            raise ConfigError(f"--grid {spec!r}: expected NAME=V1,V2,...")
+        if name not in SWEEPABLE:
+            raise ConfigError(f"--grid {name}: only settings that sweep members may differ in can be tuned in one "
+                              f"study ({', '.join(SWEEPABLE)}); tune others with one study per value")
+        grid[name] = [parse_text(types[name], v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+class Study:
+    """A tuning study over a grid of sweepable settings (see the module docstring).
+
+    Args:
+        base: the shared settings (dataset, model, loss, epochs, patience, protocol...).
+        grid: values per setting; every combination is a trial.
+        out: the study's folder (sweeps, ``study.db``, ``tune.json``).
+        storage: an Optuna storage URL (default: ``sqlite:///OUT/study.db``).
+        name: the study's name in the storage (default: the folder's name).
+        members: trials trained together in one sweep (default: 8).
+        pruner: ``sha`` or ``none`` (default: ``sha``).
+        min_epochs: the first rung of successive halving, in epochs (default: 5).
+        tau_search: run the study's coarse-then-fine temperature search (default: False).
+        dataset: the loaded data (default: loaded once from ``base``).
+        echo: where progress lines go (default: print).
+    """
+
+    def __init__(self, base: TrainConfig, grid: dict[str, list[Any]], out: str | Path, *,
+                 storage: str | None = None, name: str | None = None, members: int = 8, pruner: str = "sha",
+                 min_epochs: int = 5, tau_search: bool = False, dataset=None,
+                 echo: Callable[[str], None] | None = print):
+        import optuna
+
+        if pruner not in PRUNERS:
+            raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+        if members < 1:
+            raise ConfigError(f"members must be positive, got {members}")
+        if tau_search:
+            grid = {**grid, "tau": list(Search().coarse)}
+        if not grid:
+            raise ConfigError("nothing to tune: give --grid NAME=V1,V2,... or --tau-search")
+        self.base, self.grid, self.out = base, grid, Path(out)
+        self.members, self.tau_search, self.echo = members, tau_search, echo or (lambda s: None)
+        self.out.mkdir(parents=True, exist_ok=True)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna = optuna
+        self.storage = storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+        self.pruner_name, self.min_epochs = pruner, min_epochs
+        pr = (optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
+              if pruner == "sha" else optuna.pruners.NopPruner())
+        self.study = optuna.create_study(study_name=name or self.out.name, storage=self.storage,
+                                         direction="maximize", pruner=pr, load_if_exists=True)
+        self.data = dataset
+        self.which = "validation" if base.protocol == "holdout" else "test (test-selected: the paper protocol)"
+
+    # ------------------------------------------------------------------ trials
+    def _key(self, params: dict[str, Any]) -> str:
+        return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
+
+    def _recover(self) -> None:
+        """Trials left running by a killed process: failed, and enqueued again."""
+        from optuna.trial import TrialState
+
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(t.number, state=TrialState.FAIL)
+            self.study.enqueue_trial(t.params, skip_if_exists=False)
+            self.echo(f"trial {t.number} ({t.params}) was interrupted: enqueued again")
+
+    def enqueue(self, combos: list[dict[str, Any]]) -> int:
+        from optuna.trial import TrialState
+
+        seen = {self._key(t.params) for t in self.study.get_trials(deepcopy=False)
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)}
+        waiting = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+        seen |= {self._key(t.system_attrs.get("fixed_params", {})) for t in waiting}
+        added = 0
+        for c in combos:
+            if self._key(c) not in seen:
+                self.study.enqueue_trial(c)
+                seen.add(self._key(c))
+                added += 1
+        return added
+
+    def _waiting(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def _ask(self) -> list[Any]:
+        trials = []
+        while len(trials) < self.members and self._waiting():
+            t = self.study.ask()  # an enqueued trial: suggest returns its fixed value
+            for name, values in self.grid.items():
+                # numeric ranges (not categories): a later round may add values (the fine temperatures)
+                if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                    t.suggest_int(name, min(values), max(values))
+                elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                    t.suggest_float(name, min(values), max(values))
+                else:
+                    t.suggest_categorical(name, values)
+            trials.append(t)
+        return trials
+
+    # ------------------------------------------------------------------ rounds
+    def run(self) -> dict[str, Any]:
+        """Run every waiting trial (and the fine temperature round); returns the summary."""
+        if self.data is None:
+            from ssmrec.data.dataset import load_dataset
+
+            self.data = load_dataset(self.base.data_config(), self.base.protocol)
+        self._recover()
+        added = self.enqueue(combinations(self.grid))
+        self.echo(f"study {self.study.study_name} in {self.storage}: {added} new trial(s) enqueued, "
+                  f"{self._waiting()} waiting; selection on {self.which}")
+        self._rounds()
+        if self.tau_search:
+            best_tau = self.best_params().get("tau")
+            if best_tau is not None:
+                fine = Search().fine(best_tau)
+                self.grid["tau"] = sorted({*self.grid["tau"], *fine})
+                others = {k: v for k, v in self.grid.items() if k != "tau"}
+                added = self.enqueue([{**c, "tau": t} for c in combinations(others) for t in fine])
+                self.echo(f"fine temperature round around {best_tau}: {added} new trial(s)")
+                self._rounds()
+        return self.write_summary()
+
+    def _rounds(self) -> None:
+        from optuna.trial import TrialState
+
+        n = 0
+        while self._waiting():
+            trials = self._ask()
+            n += 1
+            run_dir = self.out / f"sweep-{trials[0].number:04d}"
+            members = [dict(t.params) for t in trials]
+            self.echo(f"round {n}: trials {', '.join(str(t.number) for t in trials)} as one sweep of "
+                      f"{len(trials)} members in {run_dir}")
+            sweep = Sweep(self.base, members, self.data, run_dir, echo=self.echo)
+            by_member = {j: t for j, t in enumerate(trials)}
+
+            def report(member, epoch: int, metrics: dict[str, float], by_member=by_member) -> bool:
+                trial = by_member[member.index]
+                trial.report(metrics[self.base.metric], epoch)
+                return self.pruner_name != "none" and trial.should_prune()
+
+            sweep.on_eval = report
+            results = sweep.fit()
+            for j, (trial, result) in enumerate(zip(trials, results)):
+                m = sweep.members[j]
+                trial.set_user_attr("run_dir", result.get("run_dir"))
+                trial.set_user_attr("epochs_run", m.epochs_run)
+                trial.set_user_attr("best_epoch", m.stopper.best_epoch)
+                trial.set_user_attr("stop_reason", m.stop_reason)
+                trial.set_user_attr("test", result.get("test"))
+                if m.stop_reason == "pruned":
+                    self.study.tell(trial, state=TrialState.PRUNED)
+                elif m.stop_reason == "diverged" or m.stopper.best_epoch < 0:
+                    self.study.tell(trial, state=TrialState.FAIL)
+                else:
+                    self.study.tell(trial, m.stopper.best)
+            self.write_summary()
+
+    # ------------------------------------------------------------------ results
+    def best_params(self) -> dict[str, Any]:
+        try:
+            return dict(self.study.best_trial.params)
+        except ValueError:  # no completed trial
+            return {}
+
+    def summary(self) -> dict[str, Any]:
+        trials = []
+        for t in self.study.get_trials(deepcopy=False):
+            trials.append({"number": t.number, "params": t.params, "state": t.state.name, "value": t.value,
+                           "epochs_run": t.user_attrs.get("epochs_run"), "best_epoch": t.user_attrs.get("best_epoch"),
+                           "stop_reason": t.user_attrs.get("stop_reason"), "run_dir": t.user_attrs.get("run_dir"),
+                           "test": t.user_attrs.get("test"),
+                           "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())}})
+        done = [t for t in trials if t["state"] == "COMPLETE"]
+        best = max(done, key=lambda t: t["value"]) if done else None
+        epochs = [t["epochs_run"] or 0 for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
+        return {"study": self.study.study_name, "storage": self.storage, "metric": self.base.metric,
+                "selected_on": self.which, "pruner": self.pruner_name, "min_epochs": self.min_epochs,
+                "grid": self.grid, "base": self.base.to_dict(), "trials": trials,
+                "best": best, "epochs_trained": sum(epochs),
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def write_summary(self) -> dict[str, Any]:
+        s = self.summary()
+        save_json(self.out / SUMMARY, s)
+        return s
+
+    def table(self) -> list[str]:
+        s = self.summary()
+        names = list(self.grid)
+        lines = [f"{'trial':>5}  " + "  ".join(f"{n:>10}" for n in names) + f"  {'state':>9}  {'epochs':>6}  "
+                 f"{self.base.metric + ' (' + ('valid' if self.base.protocol == 'holdout' else 'test') + ')':>22}"]
+        for t in s["trials"]:
+            vals = "  ".join(f"{t['params'].get(n, '-')!s:>10}" for n in names)
+            value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+            lines.append(f"{t['number']:>5}  {vals}  {t['state']:>9}  {t['epochs_run'] or 0:>6}  {value:>22}")
+        if s["best"]:
+            lines.append(f"selected: {s['best']['params']} ({self.base.metric} {s['best']['value']:.4f} on "
+                         f"{self.which})")
+        return lines
