@@ -142,11 +142,12 @@ class _GatherTwice(torch.autograd.Function):
         for g in grads:
             if g is None:
                 continue
-            part = g.new_zeros((uniq.numel(), *ctx.shape[1:])).index_add_(0, inv, g)
+            g = g.reshape(g.shape[0], -1)  # rows of K * d: index_add_'s fast row path
+            part = g.new_zeros((uniq.numel(), g.shape[1])).index_add_(0, inv, g)
             total = part if total is None else total + part
-        grad = total.new_zeros(ctx.shape)
+        grad = total.new_zeros((ctx.shape[0], total.shape[1]))
         grad[uniq] = total
-        return grad, None
+        return grad.view(ctx.shape), None
 
 
 class StackedMF(StackedModel):
@@ -182,6 +183,7 @@ class StackedSVDPP(StackedModel):
         super().__init__(train.n_users, train.n_items, dim, seeds)
         self.side, self.a0, self.a1 = side, a0, a1
         self.prop = Propagation(propagation_matrix(train, side, a0, a1))
+        self.prop.block = dim  # one product per member's columns (see graph.sparse_mm)
 
     def forward(self):
         u, i = self.flat()
@@ -209,6 +211,7 @@ class StackedLightGCN(StackedModel):
         self.layers = list(layers)
         self.to_users = Propagation(propagation_matrix(train, "user", 0.5, 0.5))
         self.to_items = Propagation(propagation_matrix(train, "item", 0.5, 0.5))
+        self.to_users.block = self.to_items.block = dim  # one product per member's columns
 
     def keep(self, index):
         super().keep(index)
@@ -335,9 +338,8 @@ class StackedObjective:
             ego = (eu, *ec.split([b, b * n], dim=1))
         if not any(self.reg):
             return main, None
-        # unbind, not e[j]: one backward for all members (K selects would each write a [K, ...] zero tensor)
-        l2 = torch.stack([sum(x.pow(2).sum() for x in rows) for rows in zip(*(e.unbind(0) for e in ego))])
-        l2 = l2 / (2 * batch.total)
+        # each member's rows contiguous, as a solo run's; one reduction per tensor for all members
+        l2 = sum(e.contiguous().pow(2).sum((1, 2)) for e in ego) / (2 * batch.total)
         return main, l2
 
     def _registered(self, model: StackedModel, batch: Batch):
