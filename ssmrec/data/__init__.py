@@ -6,7 +6,7 @@ errors) does not load pandas or torch.
 
 from __future__ import annotations
 
-import importlib
+from ssmrec._lazy import lazy_exports
 
 _WHERE = {
     "PROTOCOLS": "config", "DataConfig": "config",
@@ -23,13 +23,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

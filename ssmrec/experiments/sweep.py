@@ -53,7 +53,7 @@ from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings, parse_text, save_json
 from ssmrec.train.export import write_export
 from ssmrec.train.objective import build_objective
-from ssmrec.train.run import BEST, EXPORT, RunDir, check_new_run_dir, environment
+from ssmrec.train.run import BEST, EXPORT, RunDir, check_new_run_dir, default_run_dir, environment
 from ssmrec.train.trainer import SELECTION, auto_threads, data_location, make_optimizer, resolve_device
 
 SWEEPABLE = ("seed", "reg", "tau", "layers", "margin", "neg_weight", "a0", "a1")
@@ -151,13 +151,7 @@ def check_new_sweep_dir(path: str | Path) -> None:
 
 def default_sweep_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
     """``runs/<dataset>-<model>-<loss>-sweep-<time>`` (numbered if taken)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{Path(cfg.dataset).name.split('.')[0]}-{cfg.model}-{cfg.loss}-sweep-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    return default_run_dir(cfg, root, kind="sweep")
 
 
 def describe(overrides: dict[str, Any]) -> str:

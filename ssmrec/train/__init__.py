@@ -5,7 +5,7 @@ Names are imported on first use (PEP 562): ``ssmrec.train.config`` alone does no
 
 from __future__ import annotations
 
-import importlib
+from ssmrec._lazy import lazy_exports
 
 _WHERE = {
     "EarlyStopping": "callbacks", "ConfigError": "config", "TrainConfig": "config", "load_toml": "config",
@@ -15,13 +15,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -43,10 +43,11 @@ def check_new_run_dir(path: str | Path) -> None:
     # the directory is made, after the data loaded and before anything is written
 
 
-def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
+def default_run_dir(cfg: TrainConfig, root: str | Path = "runs", kind: str = "") -> Path:
+    """``runs/<dataset>-<model>-<loss>[-<kind>]-<time>``, numbered if taken."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = Path(cfg.dataset).name.split(".")[0]
-    base = Path(root) / f"{name}-{cfg.model}-{cfg.loss}-{stamp}"
+    base = Path(root) / f"{name}-{cfg.model}-{cfg.loss}{'-' + kind if kind else ''}-{stamp}"
     path, n = base, 1
     while path.exists():
         n += 1
