@@ -57,7 +57,7 @@ def test_registered_loss_builds_with_its_parameters(hinge):
     assert loss(u, p, n).item() == 0.0  # hand-worked: 0.25 - 3 + 0 < 0 -> 0
     with pytest.raises(ConfigError, match="has no parameter gamma"):
         TrainConfig(loss="hinge", loss_params={"gamma": 1.0})
-    with pytest.raises(ConfigError, match="loss_params are for registered losses"):
+    with pytest.raises(ConfigError, match="loss_params are for losses with their own parameters"):
         TrainConfig(loss="bpr", loss_params={"margin": 1.0})
     with pytest.raises(ValueError, match="built-in loss"):
         register_loss("bpr", kind="sampled")

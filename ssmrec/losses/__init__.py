@@ -5,6 +5,13 @@ Each loss declares what it consumes through :attr:`KINDS`:
 * ``in_batch``: user and positive-item representations of the batch (SSM);
 * ``full``: the batch's users against every item (softmax);
 * ``sampled``: users, positives and per-positive negatives (BPR, BCE, CCL).
+
+The losses that came after the study (:data:`BEYOND`: BSL, PSL, Adap-τ, SL@K, corrected logQ,
+NTR) are in-batch losses like SSM; their own hyper-parameters are ``loss_params``
+(``--loss-param tau2=0.5``), the shared ones (``tau``, ``similarity``, ``mask_duplicates``) settings.
+A loss may keep per-user state: it then has ``on_epoch_start(epoch, scorer)``, which the trainer
+calls before every epoch (see :class:`ssmrec.train.scorer.ModelScorer`), and buffers that the
+checkpoints hold.
 """
 
 from __future__ import annotations
@@ -15,9 +22,15 @@ from typing import Any
 
 from torch import nn
 
+from ssmrec.losses.adaptau import AdaptiveTemperatureLoss
+from ssmrec.losses.bsl import BilateralSoftmaxLoss
+from ssmrec.losses.logq import CorrectedLogQLoss
+from ssmrec.losses.ntr import NegativeFeedbackLoss
 from ssmrec.losses.pairwise import BCELoss, BPRLoss, CCLLoss
+from ssmrec.losses.psl import PairwiseSoftmaxLoss
 from ssmrec.losses.regularization import l2_regularization
 from ssmrec.losses.similarity import SIMILARITIES, score_matrix, scores
+from ssmrec.losses.slk import SoftmaxAtKLoss
 from ssmrec.losses.ssm import SampledSoftmaxLoss, SoftmaxLoss
 
 LOSSES: dict[str, type[nn.Module]] = {
@@ -27,7 +40,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "bce": BCELoss,
     "ccl": CCLLoss,
 }
-ALIASES = {"sm": "softmax", "sampled_softmax": "ssm", "infonce": "ssm"}
+ALIASES = {"sm": "softmax", "sampled_softmax": "ssm", "infonce": "ssm", "adap-tau": "adaptau", "adap_tau": "adaptau",
+           "sl@k": "slk", "slatk": "slk", "corrected-logq": "clogq", "corrected_logq": "clogq"}
 KINDS = {"ssm": "in_batch", "softmax": "full", "bpr": "sampled", "bce": "sampled", "ccl": "sampled"}
 DEFAULT_NEGATIVES = {"bpr": 1, "bce": 4, "ccl": 800}
 KIND_NAMES = ("in_batch", "sampled", "full")
@@ -45,6 +59,21 @@ class LossSpec:
     negatives: int | None = None
     similarity: str = "ip"
 
+
+BEYOND: dict[str, LossSpec] = {spec.name: spec for spec in [
+    LossSpec("bsl", BilateralSoftmaxLoss, "in_batch", {"tau2": 1.0, "pool_positives": False}, similarity="cos"),
+    LossSpec("psl", PairwiseSoftmaxLoss, "in_batch", {"activation": "tanh"}, similarity="cos"),
+    LossSpec("adaptau", AdaptiveTemperatureLoss, "in_batch",
+             {"beta": 1.0, "center": "mean", "warmup": 100, "adapt_tau0": True, "warmup_gap": None,
+              "authors_loss": False}, similarity="cos"),
+    LossSpec("slk", SoftmaxAtKLoss, "in_batch",
+             {"k": 20, "tau_w": 1.0, "refresh_every": 20, "n_samples": 1000}, similarity="cos"),
+    LossSpec("clogq", CorrectedLogQLoss, "in_batch", {"weight": True}, similarity="cos"),
+    LossSpec("ntr", NegativeFeedbackLoss, "in_batch", {"weight": 1.0}, similarity="cos"),
+]}
+"""The losses that came after the study, built in; their hyper-parameters are ``loss_params``."""
+LOSSES.update({name: spec.cls for name, spec in BEYOND.items()})
+KINDS.update({name: spec.kind for name, spec in BEYOND.items()})
 
 REGISTERED: dict[str, LossSpec] = {}
 """Losses registered by users or plugins (the built-in ones are in :data:`LOSSES`)."""
@@ -124,6 +153,12 @@ def canonical(name: str) -> str:
                      "(or register one: ssmrec.losses.register_loss)")
 
 
+def spec_of(name: str) -> LossSpec | None:
+    """The spec of a loss that takes ``loss_params`` (a :data:`BEYOND` or registered loss), else None."""
+    key = canonical(name)
+    return BEYOND.get(key) or REGISTERED.get(key)
+
+
 def kind_of(name: str) -> str:
     key = canonical(name)
     return KINDS[key] if key in KINDS else REGISTERED[key].kind
@@ -140,28 +175,39 @@ def default_similarity(name: str) -> str:
     key = canonical(name)
     if key in REGISTERED:
         return REGISTERED[key].similarity
+    if key in BEYOND:
+        return BEYOND[key].similarity
     return {"ssm": "cos", "softmax": "cos", "ccl": "cos"}.get(key, "ip")
 
 
 def check_params(name: str, params: dict[str, Any]) -> None:
     """Refuse parameters the loss does not take (built-in losses take theirs as settings)."""
     key = canonical(name)
-    if key not in REGISTERED:
+    spec = spec_of(key)
+    if spec is None:
         if params:
-            raise ValueError(f"loss_params are for registered losses; {key} takes its settings as flags "
-                             f"(got {', '.join(params)})")
+            raise ValueError(f"loss_params are for losses with their own parameters; {key} takes its settings as "
+                             f"flags (got {', '.join(params)})")
         return
-    unknown = set(params) - set(REGISTERED[key].params)
+    unknown = set(params) - set(spec.params)
     if unknown:
-        known = ", ".join(REGISTERED[key].params) or "none"
+        known = ", ".join(spec.params) or "none"
         raise ValueError(f"loss {key!r} has no parameter {', '.join(sorted(unknown))} (its parameters: {known})")
 
 
 def build_loss(name: str, *, tau: float = 0.1, similarity: str | None = None,
                margin: float = 0.9, weight: float = 150.0, mask_duplicates: bool = False,
-               params: dict[str, Any] | None = None) -> nn.Module:
+               params: dict[str, Any] | None = None, seed: int = 0) -> nn.Module:
     """Make a loss by name with the settings it uses (the others are ignored)."""
     key = canonical(name)
+    if key in BEYOND:
+        spec = BEYOND[key]
+        check_params(key, params or {})
+        taken = inspect.signature(spec.cls.__init__).parameters
+        shared = {"tau": tau, "similarity": similarity or spec.similarity, "mask_duplicates": mask_duplicates,
+                  "seed": seed}
+        kwargs = {k: v for k, v in shared.items() if k in taken}
+        return spec.cls(**kwargs, **{**spec.params, **(params or {})})
     if key in REGISTERED:
         spec = REGISTERED[key]
         check_params(key, params or {})
@@ -179,6 +225,8 @@ def build_loss(name: str, *, tau: float = 0.1, similarity: str | None = None,
 
 
 __all__ = [
+    "BEYOND", "AdaptiveTemperatureLoss", "BilateralSoftmaxLoss", "CorrectedLogQLoss", "NegativeFeedbackLoss",
+    "PairwiseSoftmaxLoss", "SoftmaxAtKLoss", "spec_of",
     "ALIASES", "DEFAULT_NEGATIVES", "KINDS", "LOSSES", "REGISTERED", "SIMILARITIES", "BCELoss", "BPRLoss",
     "CCLLoss", "LossSpec", "SampledSoftmaxLoss", "SoftmaxLoss", "build_loss", "canonical", "check_params",
     "default_negatives", "default_similarity", "kind_of", "l2_regularization", "register_loss", "score_matrix",

@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ssmrec.losses.similarity import check_similarity, score_matrix
+
+
+class Candidates(NamedTuple):
+    """A batch's rows scored against their candidates (see :func:`candidates`).
+
+    ``scores``: ``(B, C + K)`` similarities divided by ``tau``; ``mask``: ``(B, C + K)`` booleans,
+    True where a candidate is removed from the row (never the row's own positive), or None;
+    ``target``: ``(B,)`` the column of each row's positive.
+    """
+
+    scores: torch.Tensor
+    mask: torch.Tensor | None
+    target: torch.Tensor
+
+
+def candidates(
+    user_reps: torch.Tensor,
+    item_reps: torch.Tensor,
+    *,
+    similarity: str,
+    tau: float = 1.0,
+    item_ids: torch.Tensor | None = None,
+    extra_reps: torch.Tensor | None = None,
+    extra_ids: torch.Tensor | None = None,
+    exclude: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+    mask_duplicates: bool = False,
+) -> Candidates:
+    """Score ``B`` rows against the ``C`` in-batch positives and ``K`` extra negatives, and work
+    out which candidates each row must ignore: the in-batch softmax family shares this.
+
+    ``item_ids`` / ``extra_ids`` are the candidates' item ids (needed by ``mask_duplicates``);
+    ``exclude`` a ``(B, C + K)`` mask of further candidates to remove per row; ``target`` the
+    column of each row's positive (default: row ``b``'s positive is column ``b``).
+    """
+    cand = item_reps if extra_reps is None else torch.cat([item_reps, extra_reps])
+    scores = score_matrix(user_reps, cand, similarity, tau)
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    target = rows if target is None else target.to(scores.device)
+    mask = None
+    if mask_duplicates:
+        if item_ids is None:
+            raise ValueError("mask_duplicates needs item_ids")
+        cand_ids = item_ids if extra_ids is None else torch.cat([item_ids, extra_ids])
+        mask = cand_ids.unsqueeze(0) == item_ids[target].unsqueeze(1)
+    if exclude is not None:
+        mask = exclude if mask is None else mask | exclude
+    if mask is not None:
+        mask = mask.clone()
+        mask[rows, target] = False
+    return Candidates(scores, mask, target)
 
 
 class SampledSoftmaxLoss(nn.Module):
@@ -62,27 +115,18 @@ class SampledSoftmaxLoss(nn.Module):
         logq: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
+        **_unused,
     ) -> torch.Tensor:
         """The ``(B, C + K)`` masked, corrected logits of ``B`` rows against ``C`` in-batch and
         ``K`` extra candidates; the target of row ``b`` is column ``target[b]`` (default ``b``)."""
-        cand = item_reps if extra_reps is None else torch.cat([item_reps, extra_reps])
-        logits = score_matrix(user_reps, cand, self.similarity, self.tau)
-        target = self._target(logits, target)
+        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
+                          exclude=exclude, target=target, similarity=self.similarity,
+                          mask_duplicates=self.mask_duplicates, tau=self.tau)
+        logits = cand.scores
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)
-        mask = None
-        if self.mask_duplicates:
-            if item_ids is None:
-                raise ValueError("mask_duplicates needs item_ids")
-            cand_ids = item_ids if extra_ids is None else torch.cat([item_ids, extra_ids])
-            mask = cand_ids.unsqueeze(0) == item_ids[target].unsqueeze(1)
-        if exclude is not None:
-            mask = exclude if mask is None else mask | exclude
-        if mask is not None:
-            rows = torch.arange(logits.shape[0], device=logits.device)
-            mask = mask.clone()
-            mask[rows, target] = False
-            logits = logits.masked_fill(mask, float("-inf"))
+        if cand.mask is not None:
+            logits = logits.masked_fill(cand.mask, float("-inf"))
         return logits
 
     @staticmethod
