@@ -15,6 +15,7 @@ _WHERE = {
     "PairTable": "readers", "check_disjoint": "readers", "encode": "readers", "read_any": "readers",
     "read_lightgcn": "readers", "read_pairs": "readers", "read_recbole": "readers",
     "REGISTRY": "registry", "DatasetSpec": "registry", "get_spec": "registry", "locate": "registry",
+    "DeviceSampler": "device_sampling",
     "Batch": "sampling", "PairSampler": "sampling", "PopularityNegatives": "sampling",
     "log_expected_counts": "sampling", "sample_unseen": "sampling",
     "carve_validation": "splits", "kcore": "splits", "ratio_split": "splits",

@@ -32,6 +32,12 @@ class DataConfig:
         time_cutoff: split a single file at this moment instead of per user: interactions after
             it are held out (ISO-8601 date/time or epoch seconds, in the time column's units)
             (default: per-user splits).
+        positive_min, negative_max: explicit feedback: of a single rated file, the rows rated at
+            least ``positive_min`` are the positives (trained on and evaluated as usual), those
+            rated at most ``negative_max`` the dislikes (split like the positives: training
+            dislikes feed losses that use them, such as ``ntr``; held-out ones give the
+            ``dislike@K`` metric); rows in between are dropped (default: off, every row is a
+            positive).
     """
 
     dataset: str = "gowalla"
@@ -48,3 +54,10 @@ class DataConfig:
     rating_col: str | None = None
     time_col: str | None = None
     time_cutoff: str | None = None
+    positive_min: float | None = None
+    negative_max: float | None = None
+
+    @property
+    def explicit_feedback(self) -> bool:
+        """Positives and dislikes are read from ratings (``positive_min`` / ``negative_max``)."""
+        return self.positive_min is not None or self.negative_max is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,9 @@ class Dataset:
     test: Interactions
     valid: Interactions | None = None
     source: str = ""
+    dislikes: dict[str, Interactions] = field(default_factory=dict)
+    """Explicit negatives by role (``train``, ``valid``, ``test``), in the same id space; empty
+    unless the data was read with ``positive_min`` / ``negative_max``."""
 
     @property
     def n_users(self) -> int:
@@ -49,6 +52,8 @@ class Dataset:
         out["train"], out["test"] = self.train.nnz, self.test.nnz
         out["valid"] = self.valid.nnz if self.valid is not None else 0
         out["test_users"] = int((self.test.user_degree > 0).sum())
+        for role, part in self.dislikes.items():
+            out[f"{role}_dislikes"] = part.nnz
         return out
 
 
@@ -74,6 +79,9 @@ def prepare(ds: Dataset, cfg: DataConfig, protocol: str = "paper") -> Dataset:
         check_disjoint(ds.valid, ds.test)
     if protocol == "paper" and ds.valid is not None:
         ds.train, ds.valid = ds.train.union(ds.valid, "train"), None
+        if "valid" in ds.dislikes:
+            valid = ds.dislikes.pop("valid")
+            ds.dislikes["train"] = ds.dislikes["train"].union(valid, "train") if "train" in ds.dislikes else valid
     # ids the training data never sees (before carving: an item whose every training pair the
     # holdout carve moves to validation is the split's doing, not the data's, and stays)
     ds = restrict_to_trained(ds)
@@ -109,6 +117,13 @@ def restrict_to_trained(ds: Dataset) -> Dataset:
                         "in training (they cannot be learned)", ds.name, role, int(drop.sum()), part.nnz,
                         np.unique(part.indices[bad_item]).size, np.unique(users[bad_user]).size)
             setattr(ds, role, part.select(~drop))
+    for role, part in list(ds.dislikes.items()):
+        drop = ~item_ok[part.indices]
+        if drop.any():
+            log.warning("%s %s dislikes: %d of %d dropped: their %d item(s) have no training positive (they are "
+                        "not in the catalogue)", ds.name, role, int(drop.sum()), part.nnz,
+                        np.unique(part.indices[drop]).size)
+            ds.dislikes[role] = part.select(~drop)
     if item_ok.all():
         return ds
     kept = np.flatnonzero(item_ok)
@@ -122,6 +137,9 @@ def restrict_to_trained(ds: Dataset) -> Dataset:
             continue
         setattr(ds, role, Interactions(part.indptr, new_index[part.indices], part.n_users, kept.size,
                                        part.user_ids, raw, part.name))
+    for role, part in ds.dislikes.items():
+        ds.dislikes[role] = Interactions(part.indptr, new_index[part.indices], part.n_users, kept.size,
+                                         part.user_ids, raw, part.name)
     return ds
 
 
@@ -216,14 +234,52 @@ def _load_single(path: Path, cfg: DataConfig, protocol: str = "paper") -> Datase
         before = _sizes(table)
         table = filter_rating(table, cfg.min_rating, path)
         _summary(f"min_rating {cfg.min_rating:g}", before, _sizes(table))
+    table, disliked = _explicit_feedback(table, cfg, path)
     if cfg.kcore:  # on the table, so timestamps and ratings stay aligned with their pairs
         before = _sizes(table)
         table = table.select(kcore_mask(table.users, table.items, cfg.kcore))
         if not len(table):
             raise DataError(f"{path}: nothing survives {cfg.kcore}-core filtering")
         _summary(f"{cfg.kcore}-core", before, _sizes(table))
-    inter = encode({"all": table})["all"]
+    tables = {"all": table} if disliked is None else {"all": table, "dislikes": disliked}
+    encoded = encode(tables)
+    inter = encoded["all"]
     name = path.name.split(".")[0]
+    train, valid, test = _split(table, inter, path, cfg, protocol)
+    ds = Dataset(name, train, test, valid if valid.nnz else None, source=str(path))
+    if disliked is not None:  # by the same rule as the positives
+        d_train, d_valid, d_test = _split(disliked, encoded["dislikes"], path, cfg, protocol, quiet=True)
+        ds.dislikes = {"train": d_train, "test": d_test, **({"valid": d_valid} if d_valid.nnz else {})}
+    return ds
+
+
+def _explicit_feedback(table: PairTable, cfg: DataConfig, path: Path) -> tuple[PairTable, PairTable | None]:
+    """Positives and dislikes by rating (``positive_min`` / ``negative_max``), else the table as it is."""
+    if not cfg.explicit_feedback:
+        return table, None
+    if table.ratings is None:
+        raise DataError(f"{path}: positive_min / negative_max given but the data has no rating column "
+                        "(name it with --rating-col)")
+    if cfg.positive_min is None or cfg.negative_max is None:
+        raise DataError(f"{path}: explicit feedback needs both positive_min and negative_max "
+                        f"(got positive_min={cfg.positive_min}, negative_max={cfg.negative_max})")
+    if cfg.negative_max >= cfg.positive_min:
+        raise DataError(f"{path}: negative_max {cfg.negative_max:g} must be below positive_min {cfg.positive_min:g}")
+    before = _sizes(table)
+    pos = table.select(table.ratings >= cfg.positive_min)
+    neg = table.select(table.ratings <= cfg.negative_max)
+    if not len(pos):
+        raise DataError(f"{path}: no row is rated {cfg.positive_min:g} or more (positive_min)")
+    _summary(f"positives (rating >= {cfg.positive_min:g})", before, _sizes(pos))
+    log.info("dislikes (rating <= %g): %s rows; %s rows in between dropped", cfg.negative_max, f"{len(neg):,}",
+             f"{len(table) - len(pos) - len(neg):,}")
+    return pos, neg
+
+
+def _split(table: PairTable, inter: Interactions, path: Path, cfg: DataConfig, protocol: str, *,
+           quiet: bool = False) -> tuple[Interactions, Interactions, Interactions]:
+    """Train / validation / test of a single file: per-user ratios (random or ``temporal``) or
+    a global ``time_cutoff`` (no validation)."""
     times = None
     if cfg.temporal or cfg.time_cutoff is not None:
         if table.timestamps is None:
@@ -231,20 +287,20 @@ def _load_single(path: Path, cfg: DataConfig, protocol: str = "paper") -> Datase
                             "timestamp column (name it with --time-col)")
         times = _aligned(table, inter, table.timestamps)
     if cfg.time_cutoff is not None:
-        cut = cutoff_seconds(cfg.time_cutoff)
-        later = times > cut
-        if not later.any() or later.all():
+        later = times > cutoff_seconds(cfg.time_cutoff)
+        if not quiet and (not later.any() or later.all()):
             raise DataError(f"{path}: time_cutoff {cfg.time_cutoff} leaves {'no' if not later.any() else 'every'} "
                             "interaction after it; pick a moment inside the data")
         train, test = inter.select(~later), inter.select(later)
-        log.info("time_cutoff %s: %s interactions before (train), %s after (held out)", cfg.time_cutoff,
-                 f"{train.nnz:,}", f"{test.nnz:,}")
-        return Dataset(name, train, test, None, source=str(path))
+        if not quiet:
+            log.info("time_cutoff %s: %s interactions before (train), %s after (held out)", cfg.time_cutoff,
+                     f"{train.nnz:,}", f"{test.nnz:,}")
+        return train, Interactions.empty_like(inter, "valid"), test
     train, valid, test = ratio_split(inter, tuple(cfg.ratios), seed=cfg.split_seed, timestamps=times)
-    if valid.nnz and protocol == "paper":
+    if valid.nnz and protocol == "paper" and not quiet:
         log.info("protocol paper: the validation share %g of ratios (%s pairs) is added to train; selection "
                  "is on test (use --protocol holdout to select on validation)", cfg.ratios[1], f"{valid.nnz:,}")
-    return Dataset(name, train, test, valid if valid.nnz else None, source=str(path))
+    return train, valid, test
 
 
 def cutoff_seconds(text: str) -> float:

@@ -21,7 +21,9 @@ class Batch:
     """One mini-batch: positive pairs ``(users[k], items[k])`` and optional negatives.
 
     ``negatives`` is ``(B, n_neg)`` per-positive negatives (BPR/BCE/CCL); ``shared`` is a
-    ``(K,)`` set of extra negatives shared by the whole batch (sampled softmax). When the batch
+    ``(K,)`` set of extra negatives shared by the whole batch (sampled softmax);
+    ``dislike_users`` / ``dislike_items`` this batch's share of the explicit negatives (losses
+    trained on dislikes, such as ``ntr``). When the batch
     is one worker's part of a global batch, ``global_size`` is the global batch's size (the
     parts are :func:`shard_range` slices of it); 0 means the batch is the whole global batch.
     """
@@ -32,6 +34,8 @@ class Batch:
     shared: torch.Tensor | None = None
     index: int = 0
     global_size: int = 0
+    dislike_users: torch.Tensor | None = None
+    dislike_items: torch.Tensor | None = None
 
     @property
     def total(self) -> int:
@@ -41,7 +45,7 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.users), move(self.items), move(self.negatives), move(self.shared),
-                     self.index, self.global_size)
+                     self.index, self.global_size, move(self.dislike_users), move(self.dislike_items))
 
 
 def sample_unseen(
@@ -137,6 +141,8 @@ class PairSampler:
         exclude_seen: per-positive negatives avoid the user's training items (default: True).
         seed: base seed (default: 0).
         drop_last: drop a last incomplete batch (default: False).
+        dislikes: explicit negatives to spread over the batches, every one once per epoch in a
+            shuffled order, an equal share per batch (default: none).
     """
 
     def __init__(
@@ -150,6 +156,7 @@ class PairSampler:
         exclude_seen: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        dislikes: Interactions | None = None,
     ):
         if train.nnz == 0:
             raise DataError(f"{train.name or 'train'}: no training pairs")
@@ -167,6 +174,7 @@ class PairSampler:
         self._users = train.pair_users()
         self._items = train.indices
         self._keys = train.keys() if exclude_seen and n_negatives else None
+        self.dislikes = dislikes if dislikes is not None and dislikes.nnz else None
 
     def __len__(self) -> int:
         n = self.train.nnz
@@ -184,6 +192,9 @@ class PairSampler:
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in [0, {world}), got {rank}")
         perm = self.permutation(epoch)
+        if self.dislikes is not None:
+            d_perm = np.random.default_rng([self.seed, epoch, 2]).permutation(self.dislikes.nnz)
+            d_users, d_items = self.dislikes.pair_users(), self.dislikes.indices
         for b in range(start, len(self)):
             sel = perm[b * self.batch_size : (b + 1) * self.batch_size]
             rng = np.random.default_rng([self.seed, epoch, b, 1])
@@ -196,16 +207,26 @@ class PairSampler:
                     negatives = rng.integers(0, self.train.n_items, (users.size, self.n_negatives))
             if self.n_shared:
                 shared = self.shared_sampler.sample(self.n_shared, rng)
+            du = di = None
+            if self.dislikes is not None:  # batch b's equal share of this epoch's shuffled dislikes
+                n_d, n_b = self.dislikes.nnz, len(self)
+                sel_d = d_perm[b * n_d // n_b : (b + 1) * n_d // n_b]
+                du, di = d_users[sel_d], d_items[sel_d]
             size = users.size
             if world > 1:
                 lo, hi = shard_range(size, rank, world)
                 users, items = users[lo:hi], items[lo:hi]
                 negatives = negatives[lo:hi] if negatives is not None else None
+                if du is not None:
+                    lo, hi = shard_range(du.size, rank, world)
+                    du, di = du[lo:hi], di[lo:hi]
             yield Batch(
                 torch.from_numpy(users), torch.from_numpy(items),
                 None if negatives is None else torch.from_numpy(negatives),
                 None if shared is None else torch.from_numpy(shared),
                 index=b, global_size=size,
+                dislike_users=None if du is None else torch.from_numpy(du),
+                dislike_items=None if di is None else torch.from_numpy(di),
             )
 
 

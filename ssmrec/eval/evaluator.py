@@ -27,6 +27,9 @@ class Evaluator:
             (default: 2048).
         device: where scoring happens (default: cpu).
         progress: show a progress bar over the user chunks (default: False).
+        dislikes: held-out explicit negatives; adds ``dislike@K``, the share of a user's held-out
+            dislikes ranked in their top K (lower is better), averaged over the evaluated users
+            who have any (default: none).
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class Evaluator:
         chunk_size: int = 2048,
         device: torch.device | str = "cpu",
         progress: bool = False,
+        dislikes: Interactions | None = None,
     ):
         self.target = target
         self.exclude = list(exclude)
@@ -53,12 +57,16 @@ class Evaluator:
         self.n_relevant = torch.from_numpy(target.user_degree).to(self.device)
         self.last: MetricAccumulator | None = None
         self.progress = progress
+        self.dislikes = dislikes if dislikes is not None and dislikes.nnz else None
+        if self.dislikes is not None:
+            self.dislike_keys = relevant_keys(self.dislikes, self.device)
+            self.n_disliked = torch.from_numpy(self.dislikes.user_degree).to(self.device)
 
     def accumulate(
         self, user_reps: torch.Tensor, item_reps: torch.Tensor, users: torch.Tensor | None = None
     ) -> MetricAccumulator:
         """Per-user metrics for ``users`` (default: every user with held-out items)."""
-        acc = MetricAccumulator(self.target.n_users, self.ks, self.metrics)
+        acc = MetricAccumulator(self.target.n_users, self.ks, self.metrics, dislikes=self.dislikes is not None)
         users = self.users if users is None else users.to(self.device)
         user_reps, item_reps = user_reps.to(self.device), item_reps.to(self.device)
         chunks = iter_topk(user_reps, item_reps, users, acc.max_k, seen=self.seen,
@@ -67,6 +75,9 @@ class Evaluator:
             for chunk, top, _ in chunks:
                 hits = hit_matrix(self.keys, self.target.n_items, chunk, top)
                 acc.update(chunk, hits, self.n_relevant[chunk])
+                if self.dislikes is not None:
+                    acc.update_dislikes(chunk, hit_matrix(self.dislike_keys, self.target.n_items, chunk, top),
+                                        self.n_disliked[chunk])
                 bar.update(chunk.numel())
         return acc
 

@@ -49,11 +49,13 @@ class MetricAccumulator:
         n_users: size of the user space (values are stored at the users' positions).
         ks: cut-offs (default: ``(20,)``).
         metrics: which metrics (default: all of :data:`METRICS`).
+        dislikes: also keep ``dislike@k`` (see :meth:`update_dislikes`) (default: False).
     """
 
     n_users: int
     ks: tuple[int, ...] = (20,)
     metrics: tuple[str, ...] = METRICS
+    dislikes: bool = False
     values: dict[str, np.ndarray] = field(default_factory=dict)
     seen: np.ndarray | None = None
 
@@ -72,6 +74,8 @@ class MetricAccumulator:
 
     def reset(self) -> None:
         self.values = {f"{m}@{k}": np.zeros(self.n_users) for m in self.metrics for k in self.ks}
+        if self.dislikes:  # NaN for users without held-out dislikes: they do not count in its mean
+            self.values.update({f"dislike@{k}": np.full(self.n_users, np.nan) for k in self.ks})
         self.seen = np.zeros(self.n_users, bool)
 
     def update(self, users: torch.Tensor, hits: torch.Tensor, n_relevant: torch.Tensor) -> None:
@@ -81,6 +85,17 @@ class MetricAccumulator:
             for m in self.metrics:
                 self.values[f"{m}@{k}"][u] = vals[m].cpu().numpy()
         self.seen[u] = True
+
+    def update_dislikes(self, users: torch.Tensor, hits: torch.Tensor, n_disliked: torch.Tensor) -> None:
+        """``dislike@k``: the share of a user's held-out dislikes ranked in their top ``k`` (lower
+        is better), for the users who have any (``hits`` as in :func:`metric_values`, against the
+        dislikes)."""
+        has = (n_disliked > 0).cpu().numpy()
+        u = users.cpu().numpy()[has]
+        n = n_disliked.to(torch.float64)
+        for k in self.ks:
+            share = (hits[:, :k].to(torch.float64).sum(1) / n.clamp(min=1)).cpu().numpy()
+            self.values[f"dislike@{k}"][u] = share[has]
 
     def merge_(self, other: MetricAccumulator) -> MetricAccumulator:
         """Add another accumulator's users (disjoint from ours) into this one."""
@@ -94,7 +109,13 @@ class MetricAccumulator:
         n = int(self.seen.sum())
         if n == 0:
             return {key: float("nan") for key in self.values}
-        return {key: float(v[self.seen].mean()) for key, v in self.values.items()}
+        out = {}
+        for key, v in self.values.items():
+            v = v[self.seen]
+            if key.startswith("dislike@"):  # over the users with held-out dislikes
+                v = v[~np.isnan(v)]
+            out[key] = float(v.mean()) if v.size else float("nan")
+        return out
 
     def per_user(self, key: str) -> np.ndarray:
         """The values of ``key`` (e.g. ``"recall@20"``) for the evaluated users, in user order."""
