@@ -72,8 +72,15 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "time_col": ("data", "timestamp column: numbers, or ISO-8601 dates/times (default: detected; -1 = none)"),
     "time_cutoff": ("data", "split a single file at this moment (ISO-8601 or epoch seconds): later "
                             "interactions are held out (default: per-user splits)"),
+    "positive_min": ("data", "explicit feedback: rows rated at least this are positives (with --negative-max)"),
+    "negative_max": ("data", "explicit feedback: rows rated at most this are dislikes, trained on by losses that "
+                             "use them (ntr) and measured by dislike@K"),
     "loss_params": ("loss", "parameters of a registered loss, NAME=VALUE ... (see `ssmrec.losses.register_loss`)"),
     "plugins": ("run", "Python module to import first (it may register losses); repeatable"),
+    "sampler": ("run", "where batches and negatives are drawn: host (numpy), device (on the training device: "
+                       "same distributions, another random stream) or auto: device on CUDA, host on CPU"),
+    "sync_every": ("run", "steps between fetches of the loss to the host (its log, NaN check and stop-signal "
+                          "check); 0 = auto: 1 on CPU, 50 on CUDA; results do not depend on it"),
 }
 FLAG_NAMES = {"ks": ["--k", "--ks", "-k"], "loss_params": ["--loss-param"], "plugins": ["--plugin"]}
 """Flags spelt otherwise than their setting: one spelling of the cut-off everywhere (``--k``,
@@ -160,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", nargs="+", help="grid file(s), e.g. experiments/table3.toml")
     p.add_argument("--records", default="results/records", help="where result records go")
     p.add_argument("--runs", default="runs/experiments", help="where run directories go")
-    p.add_argument("--only", default=None, help="run only cells whose id contains this text")
+    p.add_argument("--only", default=None, help="run only cells whose id contains this text, or matches this glob "
+                                                   "pattern (e.g. 'gowalla-mf-*-s0-*')")
     p.add_argument("--dry-run", action="store_true", help="list what would run")
     p.add_argument("--device", default=None, help="override every cell's device")
     p.add_argument("--threads", type=int, default=None, help="override every cell's torch threads")
@@ -249,7 +257,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     flags = _train_values(args)
     if args.resume:
-        allowed = {"epochs", "device", "threads", "progress", "max_seconds", "checkpoint_every", "nproc"}
+        allowed = {"epochs", "device", "threads", "progress", "max_seconds", "checkpoint_every", "nproc",
+                   "sync_every"}
         extra = set(flags) - allowed
         if extra:
             raise ConfigError(f"--resume keeps the run's settings; only {sorted(allowed)} may change "

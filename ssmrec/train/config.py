@@ -29,6 +29,10 @@ LOSS_SETTINGS: dict[str, set[str]] = {
     "bce": {"similarity", "negatives"},
     "ccl": {"negatives", "margin", "neg_weight"},
 }
+# the in-batch losses after the study share SSM's candidates; their own parameters are loss_params
+_IN_BATCH = LOSS_SETTINGS["ssm"] | {"loss_params"}
+LOSS_SETTINGS.update({"bsl": _IN_BATCH, "psl": _IN_BATCH - {"logq"}, "adaptau": _IN_BATCH, "slk": _IN_BATCH,
+                      "clogq": _IN_BATCH - {"logq"}, "ntr": _IN_BATCH})
 
 
 def loss_settings(loss: str) -> set[str]:
@@ -43,9 +47,10 @@ def loss_settings(loss: str) -> set[str]:
 
 MODEL_SETTINGS: dict[str, set[str]] = {"mf": set(), "svdpp": {"side", "a0", "a1"}, "lightgcn": {"layers"}}
 # data settings that only apply to one kind of dataset
-SINGLE_FILE_SETTINGS = ("ratios", "temporal", "kcore", "min_rating")
+SINGLE_FILE_SETTINGS = ("ratios", "temporal", "kcore", "min_rating", "positive_min", "negative_max")
 REGISTRY_SETTINGS = ("data_dir", "download")
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+SAMPLERS = ("auto", "host", "device")
 
 
 @dataclass
@@ -97,6 +102,14 @@ class TrainConfig(DataConfig):
         (default: 300), progress: show progress bars (default: True).
         nproc: worker processes on this machine, each with its part of every global batch; the
             result equals one process's (default: 1; ``torchrun`` sets it by its own flags).
+        sampler: where batches and negatives are drawn: ``host`` (numpy,
+            :class:`~ssmrec.data.PairSampler`), ``device`` (on the training device,
+            :class:`~ssmrec.data.DeviceSampler`: same distributions, another random stream) or
+            ``auto``: ``device`` when training on CUDA, ``host`` otherwise, so CPU runs are
+            unchanged (default: ``auto``).
+        sync_every: steps between fetches of the loss to the host (its value, the NaN check, the
+            stop-signal check); in between the losses stay on the device. 0 = auto: 1 on CPU, 50
+            on CUDA; always 1 with several processes. Results do not depend on it (default: 0).
     """
 
     model: str = "lightgcn"
@@ -137,6 +150,8 @@ class TrainConfig(DataConfig):
     nproc: int = 1
     loss_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     plugins: tuple[str, ...] = ()
+    sampler: str = "auto"
+    sync_every: int = 0
 
     def __post_init__(self) -> None:
         # direct construction (``TrainConfig(ks=[0])``) is checked like from_dict / replace
@@ -225,6 +240,10 @@ class TrainConfig(DataConfig):
             if v is not None and v not in ("cos", "ip"):
                 bad(name, f"must be 'cos' or 'ip', got {v!r}")
         check_device(self.device, f"{source}: device")
+        if self.sampler not in SAMPLERS:
+            bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sync_every < 0:
+            bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {self.sync_every}")
         # numbers: NaN compares false with everything, so ranges are written as what must hold
         for name in ("tau", "lr"):
             v = getattr(self, name)
@@ -234,10 +253,20 @@ class TrainConfig(DataConfig):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 bad(name, f"must be a finite number >= 0, got {v}")
-        for name in ("a0", "a1", "negative_beta", "min_rating"):
+        for name in ("a0", "a1", "negative_beta", "min_rating", "positive_min", "negative_max"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 bad(name, f"must be a finite number, got {v}")
+        if self.explicit_feedback:
+            if self.positive_min is None or self.negative_max is None:
+                bad("positive_min" if self.positive_min is None else "negative_max",
+                    "must be given too: explicit feedback reads positives (rating >= positive_min) and dislikes "
+                    "(rating <= negative_max)")
+            if self.negative_max >= self.positive_min:
+                bad("negative_max", f"must be below positive_min ({self.positive_min:g}), got {self.negative_max:g}")
+            if self.min_rating is not None:
+                bad("min_rating", "cannot be combined with positive_min / negative_max (positive_min already "
+                    "selects the positives)")
         if not -1 <= self.margin < 1:
             bad("margin", f"must be in [-1, 1) (it is compared with a cosine), got {self.margin}")
         if not 0 <= self.valid_fraction < 1:
@@ -251,6 +280,9 @@ class TrainConfig(DataConfig):
         for name in ("seed", "split_seed"):
             if not 0 <= getattr(self, name) < 2**63:
                 bad(name, f"must be between 0 and 2**63 - 1, got {getattr(self, name)}")
+        if self.nproc > 1 and self.loss.lower() == "ntr":
+            bad("nproc", "must be 1 with loss ntr: its dislikes are averaged per process, which would not sum to "
+                "the single-process loss")
         if self.negatives is not None and self.negatives < 1:
             bad("negatives", f"must be >= 1, got {self.negatives}")
         self._check_ratios(bad)

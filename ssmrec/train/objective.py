@@ -7,8 +7,10 @@ from torch import nn
 
 from ssmrec.data.interactions import Interactions
 from ssmrec.data.sampling import Batch, PairSampler, PopularityNegatives, log_expected_counts
-from ssmrec.losses import build_loss, canonical, default_negatives, kind_of, l2_regularization
+from ssmrec.errors import ConfigError
+from ssmrec.losses import CorrectedLogQLoss, build_loss, canonical, default_negatives, kind_of, l2_regularization
 from ssmrec.models.base import Recommender
+from ssmrec.train.config import loss_settings
 from ssmrec.train.distributed import SINGLE, DistContext
 
 
@@ -38,6 +40,7 @@ class Objective:
         self.loss, self.kind, self.reg = loss, kind, reg
         self.seen_keys, self.log_counts, self.n_items = seen_keys, log_counts, n_items
         self.dist = dist
+        self.loss_kwargs: dict = {}  # further keywords a loss needs at every call
 
     def to(self, device: torch.device) -> Objective:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -53,13 +56,24 @@ class Objective:
             ego = model.ego(users, items)
         elif self.kind == "in_batch":
             cand = items if batch.shared is None else torch.cat([items, batch.shared])
-            u, c = model.batch_reps(users, cand)
+            dislikes = getattr(self.loss, "uses_dislikes", False) and batch.dislike_users is not None
+            if dislikes:  # one propagation for the batch and its dislikes
+                m = batch.dislike_users.numel()
+                u, c = model.batch_reps(torch.cat([users, batch.dislike_users]),
+                                        torch.cat([cand, batch.dislike_items]))
+                (u, neg_u), (c, neg_i) = (u[:b], u[b:]), (c[:-m] if m else c, c[c.shape[0] - m:])
+            else:
+                u, c = model.batch_reps(users, cand)
             # the global batch's positives: every process's part, in rank order (one process: c[:b])
             positives = self.dist.gather_with_grad(c[:b], total)
             ids = self.dist.gather(items, total)
             cand_ids = ids if batch.shared is None else torch.cat([ids, batch.shared])
             # row r's positive is column offset + r of the gathered positives (one process: r)
             target = torch.arange(b, device=u.device) + self.dist.offset(total) if self.dist.enabled else None
+            extras = {}
+            if dislikes:  # each dislike is scored against the same candidates (NTR)
+                extras = {"neg_user_reps": neg_u, "neg_item_reps": neg_i, "neg_item_ids": batch.dislike_items,
+                          "neg_logq": None if self.log_counts is None else self.log_counts[batch.dislike_items]}
             main = self.loss(
                 u, positives, item_ids=ids,
                 extra_reps=c[b:] if batch.shared is not None else None,
@@ -67,6 +81,9 @@ class Objective:
                 logq=None if self.log_counts is None else self.log_counts[cand_ids],
                 exclude=self._seen_mask(users, cand_ids),
                 target=target,
+                user_ids=users,
+                **extras,
+                **self.loss_kwargs,
             )
             ego = model.ego(users, items)
         else:
@@ -91,12 +108,20 @@ class Objective:
         return self.seen_keys[pos] == q
 
 
-def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE) -> tuple[Objective, PairSampler]:
-    """The objective and the matching batch sampler for a :class:`~ssmrec.train.config.TrainConfig`."""
+def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE,
+                    dislikes: Interactions | None = None) -> tuple[Objective, PairSampler]:
+    """The objective and the matching batch sampler for a :class:`~ssmrec.train.config.TrainConfig`
+    (``dislikes``: the training dislikes, for a loss that learns from them)."""
     name = canonical(cfg.loss)
     kind = kind_of(name)
     loss = build_loss(name, tau=cfg.tau, similarity=cfg.similarity, margin=cfg.margin,
-                      weight=cfg.neg_weight, mask_duplicates=cfg.mask_duplicates, params=cfg.loss_params)
+                      weight=cfg.neg_weight, mask_duplicates=cfg.mask_duplicates, params=cfg.loss_params,
+                      seed=cfg.seed)
+    if getattr(loss, "uses_dislikes", False) and dist.enabled:
+        raise ConfigError(f"loss {name} runs in one process only (its dislikes are averaged per process)")
+    if getattr(loss, "uses_dislikes", False) and (dislikes is None or not dislikes.nnz):
+        raise ConfigError(f"loss {name} learns from explicit negatives, and this data has none: read a rated file "
+                          "with --positive-min and --negative-max (e.g. --positive-min 4 --negative-max 2)")
     n_neg = (cfg.negatives or default_negatives(name)) if kind == "sampled" else 0
     shared_sampler = None
     if kind == "in_batch" and cfg.extra_negatives:
@@ -105,14 +130,18 @@ def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE) -> tup
         train, cfg.batch_size, n_negatives=n_neg,
         n_shared=cfg.extra_negatives if kind == "in_batch" else 0,
         shared_sampler=shared_sampler, seed=cfg.seed,
+        dislikes=dislikes if getattr(loss, "uses_dislikes", False) else None,
     )
     seen = log_counts = None
     if kind == "in_batch" and cfg.mask_seen:
         seen = torch.from_numpy(train.keys())
-    if kind == "in_batch" and cfg.logq:
+    corrected = isinstance(loss, CorrectedLogQLoss)  # always corrects: it needs the sampling probabilities
+    if kind == "in_batch" and ((cfg.logq and "logq" in loss_settings(name)) or corrected):
         log_counts = log_expected_counts(train.item_degree, cfg.batch_size, shared_sampler,
                                          cfg.extra_negatives).float()
     obj = Objective(loss, kind, reg=cfg.reg, seen_keys=seen, log_counts=log_counts,
                     n_items=train.n_items, dist=dist)
+    if corrected:  # the counts refer to a full batch's draws: in-batch positives + extra negatives
+        obj.loss_kwargs["n_draws"] = cfg.batch_size + cfg.extra_negatives
     return obj, sampler
 

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ssmrec.data.dataset import Dataset, load_dataset
+from ssmrec.data.device_sampling import DeviceSampler
 from ssmrec.data.sampling import Batch
 from ssmrec.errors import TrainingError  # re-exported
 from ssmrec.eval.evaluator import Evaluator
@@ -24,6 +25,7 @@ from ssmrec.train.export import write_export
 from ssmrec.train.loggers import Callbacks
 from ssmrec.train.objective import build_objective
 from ssmrec.train.run import BEST, EXPORT, LAST, RunDir, check_new_run_dir, default_run_dir, environment
+from ssmrec.train.scorer import ModelScorer
 from ssmrec.train.signals import Interrupted, StopRequest, signal_name
 
 __all__ = ["Interrupted", "Trainer", "TrainingError", "resolve_device"]
@@ -44,6 +46,18 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError(f"device={name!r} but CUDA is not available here; use --device cpu or auto")
     return torch.device(name)
+
+
+SYNC_EVERY_CUDA = 50
+"""Steps between loss fetches on CUDA with ``sync_every`` 0 (auto): rare enough that the GPU runs
+ahead of the host, often enough that a NaN or a signal is seen within a second or so."""
+
+
+def sampler_kind(name: str, device: torch.device) -> str:
+    """``host`` or ``device``: the ``sampler`` setting with ``auto`` resolved (device on CUDA)."""
+    if name == "auto":
+        return "device" if device.type == "cuda" else "host"
+    return name
 
 
 SMALL_DATA = 200_000
@@ -89,6 +103,19 @@ def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> t
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+def load_loss_state(loss: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Restore a loss's buffers, including those it allocates lazily (at its first refresh)."""
+    for name, value in state.items():
+        module, _, attr = name.rpartition(".")
+        owner = loss.get_submodule(module) if module else loss
+        if attr in owner._buffers:
+            owner._buffers[attr] = value.to(owner._buffers[attr].device) if owner._buffers[attr] is not None \
+                else value
+        else:
+            raise TrainingError(f"the checkpoint holds loss state {name!r} that the loss {type(loss).__name__} "
+                                "does not have; was it trained with another loss?")
+
+
 class Trainer:
     """Train one model with one loss on one dataset, writing a run directory.
 
@@ -109,6 +136,14 @@ class Trainer:
 
     SIGINT and SIGTERM during :meth:`fit` stop the run at the next safe point with a checkpoint
     (see :mod:`ssmrec.train.signals`); resuming then gives exactly the uninterrupted run.
+
+    The loss is fetched to the host every :attr:`sync_every` steps and at the end of each epoch
+    (``cfg.sync_every``; every step on CPU by default, every 50 on CUDA, so that the GPU is never
+    waited for in between). The NaN check, stop signals and mid-epoch checkpoints happen at
+    those fetches: a signal is honoured at the next one, and a non-finite loss is reported with
+    the batch it appeared at and the window of batches stepped since the previous fetch, naming
+    the last checkpoint, which was written at a fetch that found every loss finite. The epoch's
+    mean loss is the same sum of the same per-step values whatever ``sync_every`` is.
     """
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None, *,
@@ -140,16 +175,24 @@ class Trainer:
         self.model = build_model(cfg.model, train, cfg.dim, layers=cfg.layers, side=cfg.side,
                                  a0=cfg.a0, a1=cfg.a1).to(self.device)
         dist.broadcast_parameters(self.model)
-        self.objective, self.sampler = build_objective(cfg, train, dist)
+        self.objective, self.sampler = build_objective(cfg, train, dist, self.data.dislikes.get("train"))
         self.objective.to(self.device)
+        self.sampler_kind = sampler_kind(cfg.sampler, self.device)
+        if self.sampler_kind == "device":  # pairs, seen keys and CDF on the device once
+            self.sampler = DeviceSampler.like(self.sampler, self.device)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
         common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk,
                       device=self.device)
+        # known dislikes are interactions too: never recommended again (so every loss is ranked alike)
+        dis = self.data.dislikes
+        known = [train, *([dis["train"]] if "train" in dis else [])]
         if cfg.protocol == "holdout":
-            self.select_eval = Evaluator(self.data.valid, [train], **common)
-            self.test_eval = Evaluator(self.data.test, [train, self.data.valid], **common)
+            self.select_eval = Evaluator(self.data.valid, known, dislikes=dis.get("valid"), **common)
+            self.test_eval = Evaluator(self.data.test, [*known, self.data.valid, *([dis["valid"]] if "valid" in dis
+                                                                                    else [])],
+                                       dislikes=dis.get("test"), **common)
         else:
-            self.select_eval = self.test_eval = Evaluator(self.data.test, [train], **common)
+            self.select_eval = self.test_eval = Evaluator(self.data.test, known, dislikes=dis.get("test"), **common)
         self.stopper = EarlyStopping(cfg.metric, cfg.patience)
         self.history: list[dict[str, Any]] = []
         self.epoch, self.batch = 0, 0
@@ -206,6 +249,8 @@ class Trainer:
             "stopper": self.stopper.state_dict(),
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
+            "loss": dict(self.objective.loss.state_dict()),  # per-user state of a stateful loss
+            "sampler": self._stream(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -216,6 +261,17 @@ class Trainer:
         self.history = list(state["history"])
         self.stopper.load_state_dict(state["stopper"])
         self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
+        load_loss_state(self.objective.loss, state.get("loss", {}))
+        was, now = state.get("sampler", "host"), self._stream()  # checkpoints before the setting: host
+        if was != now:
+            self.echo(f"warning: this run drew its batches with the {was} sampler and resumes with the {now} "
+                      "sampler: the remaining batches follow the same distributions but are not the "
+                      "uninterrupted run's")
+
+    def _stream(self) -> str:
+        """The random stream that makes the batches: ``host`` (numpy, the same everywhere) or
+        ``device:cpu`` / ``device:cuda`` (one seed gives other numbers on a CPU and on a GPU)."""
+        return "host" if self.sampler_kind == "host" else f"device:{self.device.type}"
 
     def _data_record(self) -> dict[str, Any]:
         d = self.data
@@ -231,6 +287,15 @@ class Trainer:
             self.callbacks("on_checkpoint", self, self.run.path / LAST)
 
     # ------------------------------------------------------------------ training
+    @property
+    def sync_every(self) -> int:
+        """Steps between loss fetches (``cfg.sync_every``, 0 resolved: 1 on CPU, 50 on CUDA).
+        Always 1 with several processes: each step's all-reduce carries the global loss and the
+        stop flag every rank must agree on."""
+        if self.dist.enabled:
+            return 1
+        return self.cfg.sync_every or (SYNC_EVERY_CUDA if self.device.type == "cuda" else 1)
+
     def train_epoch(self, epoch: int) -> float:
         """Run the remaining batches of ``epoch``; returns the mean batch loss."""
         cfg = self.cfg
@@ -240,15 +305,30 @@ class Trainer:
                    unit="batch", leave=False, disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True)
         t0 = time.perf_counter()
+        refresh = getattr(self.objective.loss, "on_epoch_start", None)
+        if refresh is not None and self.batch == 0:  # not again when resuming inside the epoch
+            refresh(epoch + 1, ModelScorer(self.model, self.data.train,
+                                           getattr(self.objective.loss, "similarity", "cos"), self.device))
+        every, last = self.sync_every, len(self.sampler)
+        pending: list[tuple[int, torch.Tensor]] = []  # (batch index, loss on the device) since the last fetch
         try:
             for batch in self.sampler.epoch(epoch, start=self.batch, rank=self.dist.rank,
                                             world=self.dist.world):
-                value = self.step(batch, epoch)
-                self.batch = batch.index + 1
-                self.partial["loss"] += value
-                self.partial["batches"] += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if every == 1:
+                    value = self.step(batch, epoch)
+                    self.batch = batch.index + 1
+                    self.partial["loss"] += value
+                    self.partial["batches"] += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                else:
+                    pending.append((batch.index, self._update(self.objective(self.model, batch.to(self.device)))))
+                    self.batch = batch.index + 1
+                    bar.update(1)
+                    if len(pending) < every and self.batch < last:
+                        continue
+                    self._sync(pending, epoch)
+                    bar.set_postfix(loss=f"{self.partial['loss'] / self.partial['batches']:.4f}", refresh=False)
                 if self._stop_agreed:  # a safe point: the step and its counters are complete
                     self._add_time(t0)
                     self._checkpoint()
@@ -258,7 +338,9 @@ class Trainer:
                     t0 = time.perf_counter()
                     self._checkpoint()
                     last_ckpt = time.time()
+            self._sync(pending, epoch)  # none left unless the sampler stopped short of len()
         except KeyboardInterrupt:  # no signal handler (fit() outside the main thread)
+            self._sync(pending, epoch)  # a NaN among them is reported instead of saved
             self._add_time(t0)
             self._checkpoint()
             raise self._interrupted(f"epoch {epoch + 1}, batch {self.batch}") from None
@@ -269,22 +351,50 @@ class Trainer:
 
     def step(self, batch: Batch, epoch: int) -> float:
         """One update from a batch (in a distributed run, this process's part of the global
-        batch); returns the global batch's loss."""
-        cfg = self.cfg
-        batch = batch.to(self.device)
-        loss = self.objective(self.model, batch)  # this process's share of the batch's loss
+        batch); returns the global batch's loss, fetched to the host (a NaN is refused before the
+        update)."""
+        loss = self.objective(self.model, batch.to(self.device))  # this process's share of the batch's loss
         value, self._stop_agreed = self.dist.loss_and_stop(loss, self.stop.requested)
         if not math.isfinite(value):
-            raise TrainingError(
-                f"the loss became {value} at epoch {epoch + 1}, batch {batch.index} "
-                f"(loss={cfg.loss}, tau={cfg.tau}, lr={cfg.lr}, reg={cfg.reg}); "
-                f"lower lr or raise tau. The last good checkpoint is "
-                f"{self.run.path / LAST if self.run else '(not written)'}")
+            raise self._nonfinite(value, epoch, batch.index)
+        self._update(loss)
+        return value
+
+    def _update(self, loss: torch.Tensor) -> torch.Tensor:
+        """Backward and the optimizer step; the loss, detached, left on the device."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.dist.reduce_gradients(self.model.parameters())
         self.optimizer.step()
-        return value
+        return loss.detach()
+
+    def _sync(self, pending: list[tuple[int, torch.Tensor]], epoch: int) -> None:
+        """Fetch the losses of the steps since the last fetch (one transfer), check them and add
+        them to the epoch's sum in step order, as :meth:`step` would have one by one."""
+        if not pending:
+            return
+        values = torch.stack([v for _, v in pending]).to(torch.float64).tolist()
+        window = (pending[0][0], pending[-1][0])
+        for (index, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise self._nonfinite(value, epoch, index, window)
+            self.partial["loss"] += value
+            self.partial["batches"] += 1
+        pending.clear()
+        self._stop_agreed = self.stop.requested  # one process (several sync every step)
+
+    def _nonfinite(self, value: float, epoch: int, index: int,
+                   window: tuple[int, int] | None = None) -> TrainingError:
+        cfg = self.cfg
+        where = f"at epoch {epoch + 1}, batch {index}"
+        if window is not None and window[0] != window[1]:
+            where += (f" (found at the loss fetch after batches {window[0]}-{window[1]} of that epoch: the loss "
+                      f"is fetched every {self.sync_every} steps, sync_every, and the model has taken those steps)")
+        return TrainingError(
+            f"the loss became {value} {where} "
+            f"(loss={cfg.loss}, tau={cfg.tau}, lr={cfg.lr}, reg={cfg.reg}); "
+            f"lower lr or raise tau. The last good checkpoint is "
+            f"{self.run.path / LAST if self.run else '(not written)'}")
 
     _stop_agreed = False
 
