@@ -45,7 +45,7 @@ from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, Trai
 # one of them because seconds mean different things on different machines: a record says how a
 # run ended (stop_reason, epochs_run) and on what machine, and reports mark budget-stopped runs
 RUN_ONLY = {"out", "progress", "threads", "device", "checkpoint_every", "data_dir", "download", "eval_chunk",
-            "max_seconds", "nproc", "plugins"}
+            "max_seconds", "nproc", "plugins", "sync_every"}
 # cell keys that are not training settings
 CELL_KEYS = {"search", "similarities", "name"}
 # what a grid file may hold at its top level, and what its [search] table may hold
@@ -54,11 +54,12 @@ GRID_KEYS = {"name": str, "description": str, "base": dict, "axes": dict, "datas
 SEARCH_KEYS = {"param", "coarse", "step", "span", "seed"}
 
 
-DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", "ccl": "cos"}
+DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", "ccl": "cos",
+                      "bsl": "cos", "psl": "cos", "adaptau": "cos", "slk": "cos", "clogq": "cos", "ntr": "cos"}
 
 
 LATER_SETTINGS = {"user_col": None, "item_col": None, "rating_col": None, "time_col": None, "time_cutoff": None,
-                  "loss_params": {}}
+                  "loss_params": {}, "positive_min": None, "negative_max": None, "sampler": "auto"}
 """Settings added after records existed, with their defaults: left out of a cell's key while at
 the default, so that every earlier cell keeps its id (a new setting must be added here)."""
 

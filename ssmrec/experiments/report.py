@@ -10,13 +10,21 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ssmrec.experiments.grid import DEFAULT_SIMILARITY, LOSS_SETTINGS
+from ssmrec.experiments.records import (  # noqa: F401  (re-exported: the report's public names)
+    BUDGET_STOPS,
+    TUNED,
+    Record,
+    _score,
+    default_similarity,
+    load_records,
+    search_trace,
+    select,
+)
 from ssmrec.experiments.stats import paired_over_seeds, paired_over_users, summary
 from ssmrec.experiments.summary import grid_tables, render_grids
 from ssmrec.train.config import read_toml
@@ -66,117 +74,6 @@ T3_MODELS = {  # row label -> settings a record must have
     "LightGCN (1 layer)": {"model": "lightgcn", "layers": 1},
 }
 FIG1_LOSSES = ("bce", "bpr", "softmax", "ccl", "ssm")
-BUDGET_STOPS = ("time_budget", "max_epochs")
-
-
-# ----------------------------------------------------------------------------- records
-@dataclass
-class Record:
-    path: Path
-    data: dict[str, Any]
-
-    @property
-    def s(self) -> dict[str, Any]:
-        return self.data["settings"]
-
-    @property
-    def m(self) -> dict[str, Any]:
-        return self.data["metrics"]
-
-    def test(self, key: str = "recall@20") -> float:
-        return float(self.m["test"][key])
-
-    @property
-    def budget_stopped(self) -> bool:
-        return self.m["stop_reason"] in BUDGET_STOPS
-
-    @property
-    def still_improving(self) -> bool:
-        evaluated = [h["epoch"] for h in self.data["history"] if self.m["metric"] in h]
-        return bool(evaluated) and self.m["best_epoch"] >= evaluated[-1]
-
-    @property
-    def cut_short(self) -> bool:
-        """Stopped by its budget while its metric was still rising."""
-        return self.budget_stopped and self.still_improving
-
-    @property
-    def machine(self) -> str:
-        env = self.data.get("env", {})
-        return env.get("cuda") or f"{env.get('cpu', '?')} ({env.get('threads', '?')} thr)"
-
-    @property
-    def per_user(self) -> dict[str, np.ndarray] | None:
-        p = self.path.with_suffix(".per_user.npz")
-        return dict(np.load(p)) if p.exists() else None
-
-
-def load_records(root: str | Path) -> list[Record]:
-    out = []
-    for p in sorted(Path(root).glob("*/*.json")):
-        if p.name.startswith("search-"):
-            continue
-        data = json.loads(p.read_text())
-        if "settings" in data and "metrics" in data:
-            out.append(Record(p, data))
-    return out
-
-
-def default_similarity(loss: str) -> dict[str, str]:
-    """The filter for a loss's own training similarity (CCL has none to choose)."""
-    return {"similarity": DEFAULT_SIMILARITY[loss]} if "similarity" in LOSS_SETTINGS[loss] else {}
-
-
-TUNED = ("reg",)
-"""Settings searched per cell (the L2 grid): among records that differ only in them, a cell shows
-the one selected on its selection metric (validation under holdout, test-selected under paper)."""
-
-
-def _score(r: Record) -> float:
-    part = r.m["valid"] if r.m.get("valid") else r.m["test"]
-    return float(part.get(r.m["metric"], float("-inf")))
-
-
-def search_trace(records: list[Record], chosen: Record) -> str:
-    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried."""
-    same = [r for r in records if all(r.s.get(k) == chosen.s.get(k) for k in chosen.s if k not in TUNED)]
-    if len({tuple(r.s.get(k) for k in TUNED) for r in same}) < 2:
-        return ""
-    parts = []
-    for r in sorted(same, key=lambda r: tuple(r.s.get(k) for k in TUNED)):
-        mark = "†" if r.budget_stopped else ""
-        tag = " (selected)" if r is chosen else ""
-        parts.append(f"{'/'.join(f'{r.s.get(k):g}' for k in TUNED)}: {_score(r):.4f}{mark}{tag}")
-    return f"{'/'.join(TUNED)} " + ", ".join(parts)
-
-
-def select(records: list[Record], **want: Any) -> list[Record]:
-    """Records whose settings equal ``want`` (floats compared with tolerance), one per seed: the
-    longest run of a repeated cell, the selected one of a searched setting (:data:`TUNED`)."""
-    out: dict[int, Record] = {}
-    for r in records:
-        ok = True
-        for k, v in want.items():
-            have = r.s.get(k)
-            if isinstance(v, float) or isinstance(have, float):
-                ok = have is not None and abs(float(have) - float(v)) < 1e-9
-            else:
-                ok = have == v
-            if not ok:
-                break
-        if ok:
-            seed = int(r.s.get("seed", 0))
-            old = out.get(seed)
-            if old is None:
-                out[seed] = r
-            elif any(r.s.get(k) != old.s.get(k) for k in TUNED):
-                if _score(r) > _score(old):
-                    out[seed] = r
-            elif r.m["epochs_run"] > old.m["epochs_run"]:
-                out[seed] = r
-    return [out[k] for k in sorted(out)]
-
-
 # ----------------------------------------------------------------------------- formatting helpers
 def rel(ours: float, paper: float) -> float:
     return (ours - paper) / paper
@@ -239,8 +136,10 @@ def run_name(r: Record) -> str:
 
 # ----------------------------------------------------------------------------- the report
 class Report:
-    def __init__(self, records_dir: str | Path, out_dir: str | Path, notes: dict[str, str] | None = None):
+    def __init__(self, records_dir: str | Path, out_dir: str | Path, notes: dict[str, str] | None = None,
+                 grids_dir: str | Path = "experiments"):
         self.records_dir = Path(records_dir)
+        self.grids_dir = Path(grids_dir)
         self.records = load_records(records_dir)
         self.out = Path(out_dir)
         self.fig = self.out / "figures"
@@ -695,6 +594,11 @@ class Report:
     def render(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
         self.fig.mkdir(exist_ok=True)
+        from ssmrec.experiments.leaderboard import grid_records, leaderboard_section, ntr_section, write_which_loss
+
+        board = grid_records(self.records, self.grids_dir / "leaderboard.toml", "leaderboard")
+        ntr = grid_records(self.records, self.grids_dir / "ntr.toml", "ntr")
+        write_which_loss(board, self.out)
         t3, t4, t5 = self.table3(), self.table4(), self.table5()
         f1, ho, cv, cl = self.figure1(), self.holdout(), self.convergence(), self.claims()
         found = self.findings()
@@ -746,6 +650,17 @@ class Report:
             *(self.searches() or ["None recorded yet: `experiments/tau-search.toml` runs the study's search for LightGCN + SSM "
                                    "on Gowalla under the holdout protocol (about nine runs); the tables above use the "
                                    "temperatures of the authors' code (0.12 Gowalla, 0.14 Yelp2018)."]),
+            "",
+            "## Beyond the study: the losses that came after it",
+            "",
+            "`experiments/leaderboard.toml`: each loss tuned on its own hyper-parameter, mean ± std over seeds, beside "
+            "the published numbers on the same splits; `WHICH_LOSS.md` turns the same records into advice "
+            "(accuracy, long tail, coverage, cost, sensitivity).",
+            *(leaderboard_section(board) or ["", "No leaderboard run recorded yet."]),
+            "",
+            "## Negative feedback: SSM vs SSM + NTR (MovieLens-100K, ratings >= 4 positive, <= 2 disliked)",
+            "",
+            *(ntr_section(ntr) or ["No run recorded yet: `ssmrec experiment experiments/ntr.toml`."]),
             "",
             "## Where we differ from the paper by more than 2%",
             "",

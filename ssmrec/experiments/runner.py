@@ -8,6 +8,7 @@ cells whose training ended without one, and resumes interrupted cells from their
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import time
@@ -74,7 +75,7 @@ class Runner:
         grid = grid if isinstance(grid, Grid) else load_grid(grid)
         done = []
         for cell in grid.cells:
-            if only and only not in cell.id:
+            if only and not matches(cell.id, only):
                 continue
             if cell.search:
                 best = self.tune(grid, cell, dry_run=dry_run)
@@ -247,3 +248,11 @@ class _Lock:
             self.path.unlink()
         except FileNotFoundError:
             pass
+
+
+def matches(cell_id: str, only: str) -> bool:
+    """``--only``: a glob pattern (``gowalla-mf-*-s0-*``) when it has ``*``, ``?`` or ``[``, else a
+    substring of the cell id."""
+    if any(c in only for c in "*?["):
+        return fnmatch.fnmatchcase(cell_id, only)
+    return only in cell_id

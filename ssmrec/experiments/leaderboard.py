@@ -1,0 +1,272 @@
+"""The losses side by side, from records only: the leaderboard section of the report, the
+negative-feedback (NTR) study, and the "which loss should I use?" page.
+
+A leaderboard arm is a (dataset, model, loss) triple; SSM with extra sampled negatives counts as
+its own arm (``ssm+mixed``). Within an arm, the records that differ in anything but the seed are
+the hyper-parameter values tried: the arm shows the one with the best mean selection score
+(validation under ``holdout``, test under ``paper``), its mean ± std over seeds, and how much the
+score moved across the values tried (its sensitivity).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssmrec.experiments.records import Record, _score
+from ssmrec.experiments.stats import paired_over_seeds, summary
+
+LOSS_ORDER = ("bpr", "ssm", "bsl", "adaptau", "psl", "slk", "clogq", "ssm+mixed")
+LABELS = {"bpr": "BPR", "ssm": "SSM", "bsl": "BSL", "adaptau": "Adap-τ", "psl": "PSL", "slk": "SL@K",
+          "clogq": "SSM + corrected logQ", "ssm+mixed": "SSM + mixed negatives"}
+PUBLISHED = {  # (dataset, model, arm) -> (recall@20, ndcg@20, source) on the same (LightGCN) splits
+    ("gowalla", "lightgcn", "bsl"): (0.1893, 0.1591, "BSL paper (ICDE 2024)"),
+    ("yelp2018", "lightgcn", "bsl"): (0.0744, 0.0617, "BSL paper (ICDE 2024)"),
+    ("gowalla", "mf", "bsl"): (0.1882, 0.1584, "BSL paper (ICDE 2024)"),
+    ("gowalla", "lightgcn", "adaptau"): (0.1901, 0.1590, "Adap-τ paper (WWW 2023)"),
+    ("yelp2018", "lightgcn", "adaptau"): (0.0732, 0.0610, "Adap-τ paper (WWW 2023)"),
+    ("gowalla", "lightgcn", "ssm"): (0.1869, 0.1571, "SSM study, Table 3"),
+    ("yelp2018", "lightgcn", "ssm"): (0.0737, 0.0609, "SSM study, Table 3"),
+    ("gowalla", "lightgcn", "bpr"): (0.1824, 0.1554, "SSM study, Table 3"),
+    ("yelp2018", "lightgcn", "bpr"): (0.0640, 0.0524, "SSM study, Table 3"),
+    ("gowalla", "mf", "ssm"): (0.1231, 0.0878, "SSM study, Table 3"),
+    ("yelp2018", "mf", "ssm"): (0.0509, 0.0404, "SSM study, Table 3"),
+    ("gowalla", "mf", "bpr"): (0.1558, 0.1254, "SSM study, Table 3"),
+    ("yelp2018", "mf", "bpr"): (0.0562, 0.0454, "SSM study, Table 3"),
+}
+SIMPLEX = {"gowalla": (0.1872, 0.1557), "yelp2018": (0.0701, 0.0575)}
+"""SimpleX (CCL, CIKM 2021) on the same splits: a published reference row, not one of our arms."""
+TARGETS = {"gowalla": 0.1901, "yelp2018": 0.0744}
+"""The best published loss-based LightGCN Recall@20 on these splits (Adap-τ, resp. BSL)."""
+SEED_FREE = {"seed", "out"}
+
+
+def arm_of(r: Record) -> str:
+    loss = r.s.get("loss", "")
+    if loss == "ssm" and r.s.get("extra_negatives"):
+        return "ssm+mixed"
+    return loss
+
+
+@dataclass
+class Arm:
+    """One (dataset, model, loss) of the leaderboard: its configurations and the chosen one."""
+
+    dataset: str
+    model: str
+    loss: str
+    configs: dict[str, list[Record]]
+
+    @property
+    def chosen(self) -> list[Record]:
+        return max(self.configs.values(), key=lambda rs: float(np.mean([_score(r) for r in rs])))
+
+    def mean(self, key: str = "recall@20") -> dict:
+        return summary([r.test(key) for r in self.chosen])
+
+    @property
+    def sensitivity(self) -> float | None:
+        """Relative spread of the selection score over the values tried: (best - worst) / best."""
+        if len(self.configs) < 2:
+            return None
+        means = [float(np.mean([_score(r) for r in rs])) for rs in self.configs.values()]
+        return (max(means) - min(means)) / max(means) if max(means) > 0 else None
+
+    def varied(self) -> str:
+        """What the configurations differ in, with the chosen value: ``tau 0.12 (of 0.1, 0.12, 0.15)``."""
+        settings = [rs[0].s for rs in self.configs.values()]
+        keys = sorted({k for s in settings for k in s if k not in SEED_FREE
+                       and len({_show(x.get(k)) for x in settings}) > 1})
+        chosen = self.chosen[0].s
+        return "; ".join(f"{k} {_show(chosen.get(k))} (of {', '.join(sorted({_show(s.get(k)) for s in settings}))})"
+                         for k in keys)
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        return any(r.budget_stopped for r in self.chosen)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return ",".join(f"{k}={_show(x)}" for k, x in sorted(v.items())) or "-"
+    return str(v)
+
+
+def grid_records(records: list[Record], grid_path: str | Path, experiment: str) -> list[Record]:
+    """The records of a grid's cells: a cell shares its record with an identical cell of another grid
+    (same settings, same id hash), so they are found by hash; without the grid file, by experiment name."""
+    path = Path(grid_path)
+    if not path.exists():
+        return [r for r in records if r.data.get("experiment") == experiment]
+    from ssmrec.experiments.grid import load_grid
+
+    digests = {cell.digest for cell in load_grid(path).cells}
+    chosen: dict[str, Record] = {}
+    for r in records:
+        digest = str(r.data.get("cell", "")).rsplit("-", 1)[-1]
+        if digest in digests and (digest not in chosen or r.data.get("experiment") == experiment):
+            chosen[digest] = r
+    return list(chosen.values())
+
+
+def arms(records: list[Record]) -> dict[tuple[str, str, str], Arm]:
+    """The leaderboard's arms from its records (see :func:`grid_records`)."""
+    out: dict[tuple[str, str, str], Arm] = {}
+    groups: dict[tuple[str, str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        key = (r.s.get("dataset"), r.s.get("model"), arm_of(r))
+        config = repr(sorted((k, _show(v)) for k, v in r.s.items() if k not in SEED_FREE))
+        groups[key][config].append(r)
+    for key, configs in groups.items():
+        out[key] = Arm(*key, dict(configs))
+    return out
+
+
+def _cell(arm: Arm | None) -> str:
+    if arm is None:
+        return "—"
+    rec, nd = arm.mean("recall@20"), arm.mean("ndcg@20")
+    sd = f" ± {rec['std']:.4f}" if rec["n"] > 1 else ""
+    dagger = " †" if arm.stopped_by_budget else ""
+    return f"{rec['mean']:.4f}{sd} / {nd['mean']:.4f} (n={rec['n']}){dagger}"
+
+
+def leaderboard_section(records: list[Record]) -> list[str]:
+    """Markdown: per dataset, every loss on MF and LightGCN beside the published numbers."""
+    found = arms(records)
+    if not found:
+        return []
+    lines: list[str] = []
+    for ds in sorted({k[0] for k in found}):
+        models = [m for m in ("mf", "lightgcn") if any(k[:2] == (ds, m) for k in found)]
+        lines += ["", f"### {ds}", "",
+                  "| loss | " + " | ".join(f"{m.upper() if m == 'mf' else 'LightGCN'} ours (Recall / NDCG @20)"
+                                          f" | published" for m in models) + " | tuned (chosen of tried) |",
+                  "|---|" + "---|---|" * len(models) + "---|"]
+        for loss in LOSS_ORDER:
+            row = [found.get((ds, m, loss)) for m in models]
+            if not any(row):
+                continue
+            cells = []
+            for m, arm in zip(models, row):
+                pub = PUBLISHED.get((ds, m, loss))
+                cells += [_cell(arm), f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "—"]
+            tuned = "; ".join(f"{m}: {a.varied()}" for m, a in zip(models, row) if a and a.varied()) or "—"
+            lines.append(f"| {LABELS[loss]} | " + " | ".join(cells) + f" | {tuned} |")
+        if ds in SIMPLEX:  # its own model, shown in the LightGCN column for reference
+            cells = []
+            for m in models:
+                cells += ["—", f"{SIMPLEX[ds][0]:.4f} / {SIMPLEX[ds][1]:.4f}" if m == "lightgcn" else "—"]
+            lines.append("| SimpleX (CCL), published | " + " | ".join(cells) + " | — |")
+        best = max((a for k, a in found.items() if k[0] == ds and k[1] == "lightgcn"),
+                   key=lambda a: a.mean()["mean"], default=None)
+        if best is not None and ds in TARGETS:
+            ours = best.mean()["mean"]
+            verdict = "reaches" if ours >= TARGETS[ds] else "falls short of"
+            lines += ["", f"Best LightGCN loss here: **{LABELS[best.loss]}**, Recall@20 {ours:.4f}; it {verdict} the "
+                          f"best published loss-based number on this split ({TARGETS[ds]:.4f}), "
+                          f"{(ours - TARGETS[ds]) / TARGETS[ds]:+.1%}."]
+    lines += ["", "Mean ± std over seeds of the configuration with the best mean selection score; † = a run of "
+                  "it was stopped by its budget. *tuned* lists what the configurations tried differ in."]
+    return lines
+
+
+def ntr_section(runs: list[Record]) -> list[str]:
+    """SSM vs SSM + negative feedback on explicit data (the NTR grid's records): Recall@20 of
+    positives, dislike@20."""
+    if not runs:
+        return []
+    by: dict[str, dict[int, Record]] = defaultdict(dict)
+    for r in runs:
+        by[_ntr_arm(r)][int(r.s.get("seed", 0))] = r
+    lines = ["| objective | seeds | Recall@20 (held-out positives) | dislike@20 (held-out dislikes in the top 20; "
+             "lower is better) |", "|---|---|---|---|"]
+    for name, seeds in sorted(by.items()):
+        rec = summary([r.test("recall@20") for r in seeds.values()])
+        dis = summary([r.test("dislike@20") for r in seeds.values() if "dislike@20" in r.m["test"]])
+        lines.append(f"| {name} | {rec['n']} | {_ms(rec)} | {_ms(dis)} |")
+    base = by.get(LABELS["ssm"])
+    for name, seeds in sorted(by.items()):
+        if base is None or name == LABELS["ssm"]:
+            continue
+        for key in ("recall@20", "dislike@20"):
+            t = paired_over_seeds({s: r.test(key) for s, r in seeds.items() if key in r.m["test"]},
+                                  {s: r.test(key) for s, r in base.items() if key in r.m["test"]})
+            if t:
+                lines.append(f"\n{key}: {name} vs SSM, {t['test']} over {len(t['seeds'])} seeds: p = {t['p']:.3g}")
+    return lines
+
+
+def _ntr_arm(r: Record) -> str:
+    loss = r.s.get("loss")
+    if loss == "ntr":
+        w = (r.s.get("loss_params") or {}).get("weight", 1.0)
+        return f"SSM + NTR (weight {_show(w)})"
+    return LABELS.get(loss, loss)
+
+
+def _ms(s: dict) -> str:
+    if not s["n"]:
+        return "—"
+    lo, hi = s["ci95"]
+    ci = f" [{lo:.4f}, {hi:.4f}]" if s["n"] > 1 else ""
+    return f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "") + ci
+
+
+def tail_share(r: Record) -> float | None:
+    """Share of Recall@20 earned on the less popular half of the interactions (popularity groups
+    0-4 of 10; group 0 is the least popular)."""
+    p = r.data.get("profile") or {}
+    groups = p.get("group_recall")
+    if not groups or not p.get("recall"):
+        return None
+    return float(sum(groups[: len(groups) // 2]) / p["recall"])
+
+
+def which_loss(records: list[Record]) -> list[str]:
+    """The "which loss should I use?" page, from the leaderboard's records."""
+    found = arms(records)
+    lines = ["# Which loss should I use?", "",
+             "Generated by `ssmrec report` from the leaderboard's records (`experiments/leaderboard.toml`); "
+             "nothing is re-run. For every dataset × model: accuracy of the chosen configuration relative to SSM on "
+             "the same model, the share of its recall earned on long-tail items, catalogue coverage of its top-20 "
+             "lists, training seconds per epoch (with the machine), and how far the score moved over the "
+             "hyper-parameter values tried (sensitivity: a loss you must tune carefully has a large one).", ""]
+    if not found:
+        return lines + ["No leaderboard record yet: run `ssmrec experiment experiments/leaderboard.toml`."]
+    for ds, model in sorted({k[:2] for k in found}):
+        base = found.get((ds, model, "ssm"))
+        lines += [f"## {ds}, {'MF' if model == 'mf' else 'LightGCN'}", "",
+                  "| loss | Recall@20 | vs SSM | long-tail share | coverage | s / epoch | sensitivity (values tried) |",
+                  "|---|---|---|---|---|---|---|"]
+        for loss in LOSS_ORDER:
+            arm = found.get((ds, model, loss))
+            if arm is None:
+                continue
+            rec = arm.mean()["mean"]
+            vs = f"{(rec - base.mean()['mean']) / base.mean()['mean']:+.1%}" if base and loss != "ssm" else "—"
+            tails = [t for r in arm.chosen if (t := tail_share(r)) is not None]
+            cover = [r.data["profile"]["coverage"] for r in arm.chosen if (r.data.get("profile") or {}).get("coverage")]
+            sec = [r.m["seconds_per_epoch"] for r in arm.chosen]
+            sens = arm.sensitivity
+            lines.append(
+                f"| {LABELS[loss]} | {rec:.4f}{' †' if arm.stopped_by_budget else ''} | {vs} | "
+                f"{f'{np.mean(tails):.1%}' if tails else '—'} | {f'{np.mean(cover):.1%}' if cover else '—'} | "
+                f"{np.median(sec):.1f} ({arm.chosen[0].machine}) | "
+                f"{f'{sens:.1%}' if sens is not None else '—'} ({len(arm.configs)}) |")
+        lines.append("")
+    lines += ["† = stopped by its budget, not by early stopping. Seconds per epoch are comparable only between rows "
+              "run on the same machine (shown)."]
+    return lines
+
+
+def write_which_loss(records: list[Record], out_dir: str | Path) -> Path:
+    path = Path(out_dir) / "WHICH_LOSS.md"
+    path.write_text("\n".join(which_loss(records)) + "\n")
+    return path

@@ -1,0 +1,123 @@
+"""Result records: one JSON per finished run of a grid (``results/records/<grid>/<cell>.json``),
+read back and picked by their settings. Shared by the report, the leaderboard and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssmrec.experiments.grid import DEFAULT_SIMILARITY, LOSS_SETTINGS
+
+BUDGET_STOPS = ("time_budget", "max_epochs")
+
+
+# ----------------------------------------------------------------------------- records
+@dataclass
+class Record:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def s(self) -> dict[str, Any]:
+        return self.data["settings"]
+
+    @property
+    def m(self) -> dict[str, Any]:
+        return self.data["metrics"]
+
+    def test(self, key: str = "recall@20") -> float:
+        return float(self.m["test"][key])
+
+    @property
+    def budget_stopped(self) -> bool:
+        return self.m["stop_reason"] in BUDGET_STOPS
+
+    @property
+    def still_improving(self) -> bool:
+        evaluated = [h["epoch"] for h in self.data["history"] if self.m["metric"] in h]
+        return bool(evaluated) and self.m["best_epoch"] >= evaluated[-1]
+
+    @property
+    def cut_short(self) -> bool:
+        """Stopped by its budget while its metric was still rising."""
+        return self.budget_stopped and self.still_improving
+
+    @property
+    def machine(self) -> str:
+        env = self.data.get("env", {})
+        return env.get("cuda") or f"{env.get('cpu', '?')} ({env.get('threads', '?')} thr)"
+
+    @property
+    def per_user(self) -> dict[str, np.ndarray] | None:
+        p = self.path.with_suffix(".per_user.npz")
+        return dict(np.load(p)) if p.exists() else None
+
+
+def load_records(root: str | Path) -> list[Record]:
+    out = []
+    for p in sorted(Path(root).glob("*/*.json")):
+        if p.name.startswith("search-"):
+            continue
+        data = json.loads(p.read_text())
+        if "settings" in data and "metrics" in data:
+            out.append(Record(p, data))
+    return out
+
+
+def default_similarity(loss: str) -> dict[str, str]:
+    """The filter for a loss's own training similarity (CCL has none to choose)."""
+    return {"similarity": DEFAULT_SIMILARITY[loss]} if "similarity" in LOSS_SETTINGS[loss] else {}
+
+
+TUNED = ("reg",)
+"""Settings searched per cell (the L2 grid): among records that differ only in them, a cell shows
+the one selected on its selection metric (validation under holdout, test-selected under paper)."""
+
+
+def _score(r: Record) -> float:
+    part = r.m["valid"] if r.m.get("valid") else r.m["test"]
+    return float(part.get(r.m["metric"], float("-inf")))
+
+
+def search_trace(records: list[Record], chosen: Record) -> str:
+    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried."""
+    same = [r for r in records if all(r.s.get(k) == chosen.s.get(k) for k in chosen.s if k not in TUNED)]
+    if len({tuple(r.s.get(k) for k in TUNED) for r in same}) < 2:
+        return ""
+    parts = []
+    for r in sorted(same, key=lambda r: tuple(r.s.get(k) for k in TUNED)):
+        mark = "†" if r.budget_stopped else ""
+        tag = " (selected)" if r is chosen else ""
+        parts.append(f"{'/'.join(f'{r.s.get(k):g}' for k in TUNED)}: {_score(r):.4f}{mark}{tag}")
+    return f"{'/'.join(TUNED)} " + ", ".join(parts)
+
+
+def select(records: list[Record], **want: Any) -> list[Record]:
+    """Records whose settings equal ``want`` (floats compared with tolerance), one per seed: the
+    longest run of a repeated cell, the selected one of a searched setting (:data:`TUNED`)."""
+    out: dict[int, Record] = {}
+    for r in records:
+        ok = True
+        for k, v in want.items():
+            have = r.s.get(k)
+            if isinstance(v, float) or isinstance(have, float):
+                ok = have is not None and abs(float(have) - float(v)) < 1e-9
+            else:
+                ok = have == v
+            if not ok:
+                break
+        if ok:
+            seed = int(r.s.get("seed", 0))
+            old = out.get(seed)
+            if old is None:
+                out[seed] = r
+            elif any(r.s.get(k) != old.s.get(k) for k in TUNED):
+                if _score(r) > _score(old):
+                    out[seed] = r
+            elif r.m["epochs_run"] > old.m["epochs_run"]:
+                out[seed] = r
+    return [out[k] for k in sorted(out)]
