@@ -328,7 +328,7 @@ class TrainConfig(DataConfig):
         for name in (f.name for f in fields(self) if f.name in given):
             users = sorted(k for k, v in LOSS_SETTINGS.items() if name in v)
             if users and name not in loss_settings(loss):
-                lines.append(f"{name} is ignored: only the {'/'.join(users)} loss uses it, this run's is {loss}")
+                lines.append(f"{name} is ignored: the {loss} loss does not use it (the {'/'.join(users)} losses do)")
                 continue
             users = sorted(k for k, v in MODEL_SETTINGS.items() if name in v)
             if users and model not in users:
