@@ -119,7 +119,15 @@ def test_contract_every_model_with_every_loss(graph, model_key, loss):
                                  "reg": 1e-4, "tau": 0.2, "seed": 0})
     torch.manual_seed(0)
     model = build_model(cfg.model, graph, cfg.dim, layers=cfg.layers, side=cfg.side, a0=cfg.a0, a1=cfg.a1)
-    objective, sampler = build_objective(cfg, graph)
+    dislikes = None
+    if loss == "ntr":  # learns from explicit negatives too: a few unseen (user, item) pairs
+        from ssmrec.data import Interactions
+
+        rng = np.random.default_rng(0)
+        users, items = rng.integers(0, graph.n_users, 60), rng.integers(0, graph.n_items, 60)
+        keep = ~graph.contains(users, items)
+        dislikes = Interactions.from_pairs(users[keep], items[keep], graph.n_users, graph.n_items)
+    objective, sampler = build_objective(cfg, graph, dislikes=dislikes)
 
     # 1. representations: full tables, and batch rows equal to indexing the tables
     u, i = model()
