@@ -1,0 +1,175 @@
+"""One prepared GPU window: epoch timings, then as many grid cells as fit, records packed to one archive.
+
+    python benchmarks/gpu_campaign.py --out "$OUT" --budget 510            # on the lent GPU machine
+    python benchmarks/gpu_campaign.py --smoke --out /tmp/campaign          # rehearsal on a CPU (tiny data)
+
+The lent machine sees the repository only (not ``../shared``): copy the data into an ignored folder
+of the checkout and carry it (about 10 MB)::
+
+    mkdir -p .campaign-data && cp -r ../shared/data/gowalla ../shared/data/yelp2018 .campaign-data/
+    echo /.campaign-data/ >> .git/info/exclude
+    # device run: command "SSMREC_DATA=.campaign-data python3 benchmarks/gpu_campaign.py --budget 510",
+    #             carry [".campaign-data"], timeout_s 560; the archive comes back under $OUT
+
+1. Timings (issue "tune and repeat at the cost of one run", part 3): one full training epoch of
+   MF + SSM, LightGCN-1 + SSM and LightGCN-3 + BPR on Gowalla, with the host sampler fetching the
+   loss every step and with the device sampler fetching it every 50 steps; ``timings.json``.
+2. Cells: ``ssmrec experiment`` processes (``--workers`` at once on the one GPU) take the queue
+   below in order, each with ``--max-seconds`` set to the time left, so every cell that starts
+   ends with a record (early-stopped, or marked as stopped by its budget) before the deadline.
+   Cells that converge in tens of epochs come first (their records are final); the queue then
+   goes on to longer ones. Several processes on one grid never run the same cell (each cell has
+   a lock).
+3. ``campaign.tar.gz`` under ``--out``: the records, the run histories and configs (not the
+   checkpoints: too big to bring back), the timings and the log of every process.
+
+Nothing here is specific to the GPU: ``--smoke`` runs the same three steps on CPU with a tiny
+synthetic dataset in about a minute (``tests`` does not run it: it is a rehearsal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+QUEUE = [  # (grid, --only pattern), most valuable and fastest to converge first
+    ("experiments/leaderboard.toml", "gowalla-lightgcn-*-s0-*"),
+    ("experiments/leaderboard.toml", "yelp2018-lightgcn-*-s0-*"),
+    ("experiments/table3.toml", "*-lightgcn-*-ssm-*"),
+    ("experiments/table4.toml", "gowalla-*"),
+    ("experiments/leaderboard.toml", "*-lightgcn-*-s1-*"),
+    ("experiments/leaderboard.toml", "*-lightgcn-*-s2-*"),
+    ("experiments/l2-bpr.toml", "yelp2018-*"),
+]
+TIMED = [("mf", 1, "ssm"), ("lightgcn", 1, "ssm"), ("lightgcn", 3, "bpr")]
+
+
+def timings(dataset, device: str, out: Path) -> list[dict]:
+    import torch
+
+    from ssmrec.train import TrainConfig, Trainer
+
+    rows = []
+    for model, layers, loss in TIMED:
+        for sampler, sync in (("host", 1), ("device", 50)):
+            cfg = TrainConfig.from_dict(dict(dataset=dataset.name, model=model, layers=layers, loss=loss,
+                                             device=device, progress=False, sampler=sampler, sync_every=sync,
+                                             epochs=2))
+            t = Trainer(cfg, dataset, write=False, echo=None)
+            seconds = []
+            for epoch in range(2):  # the first epoch warms up kernels and caches
+                if t.device.type == "cuda":
+                    torch.cuda.synchronize()
+                a = time.perf_counter()
+                t.train_epoch(epoch)
+                if t.device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - a)
+                t.batch, t.partial = 0, {"loss": 0.0, "batches": 0, "seconds": 0.0}
+            rows.append({"model": model, "layers": layers, "loss": loss, "sampler": sampler, "sync_every": sync,
+                         "epoch_s": seconds[-1], "first_epoch_s": seconds[0], "batches": len(t.sampler),
+                         "device": str(t.device)})
+            print(json.dumps(rows[-1]), flush=True)
+    (out / "timings.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def campaign(queue, out: Path, deadline: float, workers: int, device: str, env: dict) -> None:
+    """Run the queue with ``workers`` processes until the deadline."""
+    running: list[tuple[subprocess.Popen, str]] = []
+    todo = list(queue)
+    n = 0
+    while todo or running:
+        running = [(p, name) for p, name in running if p.poll() is None]
+        left = deadline - time.time()
+        if left < 45:  # the processes were told their budget; past it, stop them (they checkpoint)
+            for p, _ in running:
+                p.send_signal(signal.SIGTERM)
+            for p, _ in running:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            break
+        while todo and len(running) < workers:
+            grid, only = todo.pop(0)
+            n += 1
+            log = out / f"worker-{n}.log"
+            cmd = [sys.executable, "-m", "ssmrec.cli", "experiment", grid, "--only", only, "--device", device,
+                   "--records", str(out / "records"), "--runs", str(out / "runs"),
+                   "--max-seconds", str(int(left - 40)), "--no-progress"]
+            print(f"[campaign] {' '.join(cmd[3:])} -> {log.name}", flush=True)
+            running.append((subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env),
+                            only))
+        time.sleep(2)
+
+
+KEPT_FROM_RUNS = {"config.json", "history.jsonl", "metrics.json"}
+
+
+def pack(out: Path) -> Path:
+    """Records, logs, timings, and each run's config, history and metrics (no checkpoints, no
+    exports: together they would not fit what comes back)."""
+    archive = out / "campaign.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted(out.rglob("*")):
+            rel = p.relative_to(out)
+            if not p.is_file() or p == archive or rel.parts[0] == "tiny":
+                continue
+            if rel.parts[0] == "runs" and p.name not in KEPT_FROM_RUNS:
+                continue
+            tar.add(p, arcname=str(rel))
+    return archive
+
+
+def smoke_setup(out: Path) -> tuple[list, object]:
+    """A tiny dataset and grid for a CPU rehearsal."""
+    from ssmrec.data import Dataset, ratio_split, synthetic, write_lightgcn
+
+    inter = synthetic(300, 200, seed=1)
+    train, _, test = ratio_split(inter, (0.8, 0.0, 0.2), seed=0)
+    folder = out / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_lightgcn(train, folder / "train.txt")
+    write_lightgcn(test, folder / "test.txt")
+    grid = out / "smoke.toml"
+    grid.write_text(f'name = "smoke"\n[base]\ndataset = "{folder}"\ndim = 16\nbatch_size = 256\nepochs = 5\n'
+                    'threads = 1\nprogress = false\nks = [20]\nlr = 0.01\n'
+                    '[[cell]]\nmodel = "lightgcn"\nloss = ["ssm", "bsl", "bpr"]\nseed = [0, 1]\n')
+    return [(str(grid), "*-s0-*"), (str(grid), "*-s1-*")], Dataset("tiny", train, test)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=os.environ.get("OUT", "campaign-out"))
+    p.add_argument("--budget", type=float, default=510, help="seconds for the whole window (default: 510)")
+    p.add_argument("--workers", type=int, default=6, help="experiment processes at once (default: 6)")
+    p.add_argument("--smoke", action="store_true", help="CPU rehearsal on tiny synthetic data")
+    args = p.parse_args()
+    start = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if args.smoke:
+        queue, dataset = smoke_setup(out)
+        device, workers = "cpu", 2
+    else:
+        from ssmrec.data import DataConfig, load_dataset
+
+        queue, device, workers = QUEUE, "cuda", args.workers
+        dataset = load_dataset(DataConfig(dataset="gowalla"))
+    timings(dataset, device, out)
+    campaign(queue, out, start + args.budget, workers, device, env)
+    archive = pack(out)
+    print(f"[campaign] {time.time() - start:.0f} s; {archive} ({archive.stat().st_size / 1e6:.1f} MB)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
