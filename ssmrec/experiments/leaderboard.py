@@ -192,6 +192,7 @@ def ntr_section(runs: list[Record]) -> list[str]:
         dis = summary([r.test("dislike@20") for r in seeds.values() if "dislike@20" in r.m["test"]])
         lines.append(f"| {name} | {rec['n']} | {_ms(rec)} | {_ms(dis)} |")
     base = by.get(LABELS["ssm"])
+    tests = []
     for name, seeds in sorted(by.items()):
         if base is None or name == LABELS["ssm"]:
             continue
@@ -199,8 +200,8 @@ def ntr_section(runs: list[Record]) -> list[str]:
             t = paired_over_seeds({s: r.test(key) for s, r in seeds.items() if key in r.m["test"]},
                                   {s: r.test(key) for s, r in base.items() if key in r.m["test"]})
             if t:
-                lines.append(f"\n{key}: {name} vs SSM, {t['test']} over {len(t['seeds'])} seeds: p = {t['p']:.3g}")
-    return lines
+                tests.append(f"- {key}: {name} vs SSM, {t['test']} over {len(t['seeds'])} seeds: p = {t['p']:.3g}")
+    return lines + ([""] + tests if tests else [])
 
 
 def _ntr_arm(r: Record) -> str:
