@@ -126,6 +126,22 @@ def test_sweep_other_losses_equal_solo_runs(tiny, model, loss, extra, members):
         check_sweep(tiny, base, members)
 
 
+@pytest.mark.parametrize("loss,extra", [
+    ("bsl", {"loss_params": {"tau2": 0.8}}),
+    ("psl", {"loss_params": {"activation": "atan"}}),
+    ("clogq", {"mask_duplicates": True}),
+])
+def test_sweep_of_a_loss_after_the_study_equals_solo_runs(tiny, loss, extra):
+    # each member's loss module carries its own temperature
+    check_sweep(tiny, base_cfg(model="mf", loss=loss, epochs=3, **extra), [{"seed": 0}, {"seed": 1, "tau": 0.3}])
+
+
+@pytest.mark.parametrize("loss", ["adaptau", "slk"])
+def test_sweep_refuses_losses_with_per_user_state(tiny, loss):
+    with pytest.raises(ConfigError, match=f"loss {loss} keeps per-user state"):
+        Sweep(base_cfg(model="mf", loss=loss), [{"seed": 0}, {"seed": 1}], tiny, echo=None)
+
+
 @pytest.mark.parametrize("kind", ["sampled", "in_batch"])
 def test_registered_loss_sweep_equals_solo_runs(tiny, kind):
     """A loss added with register_loss: representations shared, the loss called per member."""

@@ -274,8 +274,10 @@ class StackedObjective:
     """
 
     def __init__(self, solo: Objective, loss: str, *, tau: list[float], margin: list[float],
-                 neg_weight: list[float], reg: list[float]):
+                 neg_weight: list[float], reg: list[float], member_losses: list[torch.nn.Module] | None = None):
         self.solo, self.kind, self.name = solo, solo.kind, loss
+        # a loss beyond the built-in five: one module per member (each with its member's settings)
+        self.member_losses = list(member_losses) if member_losses is not None else [solo.loss] * len(tau)
         self.similarity = getattr(solo.loss, "similarity", "cos")
         self.mask_duplicates = getattr(solo.loss, "mask_duplicates", False)
         # bpr / bce score with tau = 1 (build_loss passes them no temperature), ccl with cosines;
@@ -285,7 +287,7 @@ class StackedObjective:
         self._tensors: dict[str, torch.Tensor] = {}
 
     def keep(self, index: list[int]) -> None:
-        for name in ("tau", "margin", "neg_weight", "reg"):
+        for name in ("tau", "margin", "neg_weight", "reg", "member_losses"):
             setattr(self, name, [getattr(self, name)[j] for j in index])
         self._tensors.clear()
 
@@ -345,24 +347,25 @@ class StackedObjective:
     def _registered(self, model: StackedModel, batch: Batch):
         """A registered loss (:func:`ssmrec.losses.register_loss`): the representations are
         computed once for every member, the loss module is called once per member's slice."""
-        users, items, b, loss = batch.users, batch.items, batch.users.numel(), self.solo.loss
+        users, items, b, losses = batch.users, batch.items, batch.users.numel(), self.member_losses
         if self.kind == "full":
             all_u, all_i = model()
-            main = [loss(all_u[users][:, j], all_i[:, j], items) for j in range(model.members)]
+            main = [losses[j](all_u[users][:, j], all_i[:, j], items) for j in range(model.members)]
             return torch.stack(main), model.ego(users, items)
         if self.kind == "in_batch":
             cand = items if batch.shared is None else torch.cat([items, batch.shared])
             u, c = model.batch_reps(users, cand)
             logq = None if self.solo.log_counts is None else self.solo.log_counts[cand]
             exclude = self.solo._seen_mask(users, cand)
-            main = [loss(u[j], c[j, :b], item_ids=items, extra_reps=c[j, b:] if batch.shared is not None else None,
-                         extra_ids=batch.shared, logq=logq, exclude=exclude, target=None)
+            main = [losses[j](u[j], c[j, :b], item_ids=items,
+                              extra_reps=c[j, b:] if batch.shared is not None else None, extra_ids=batch.shared,
+                              logq=logq, exclude=exclude, target=None, user_ids=users, **self.solo.loss_kwargs)
                     for j in range(model.members)]
             return torch.stack(main), model.ego(users, items)
         neg = batch.negatives
         ids = torch.cat([items, neg.reshape(-1)])
         u, c = model.batch_reps(users, ids)
-        main = [loss(u[j], c[j, :b], c[j, b:].reshape(b, neg.shape[1], -1)) for j in range(model.members)]
+        main = [losses[j](u[j], c[j, :b], c[j, b:].reshape(b, neg.shape[1], -1)) for j in range(model.members)]
         eu, ec = model.ego(users, ids)
         return torch.stack(main), (eu, ec[:, :b], ec[:, b:])
 

@@ -46,8 +46,8 @@ from tqdm.auto import tqdm
 from ssmrec.data.dataset import Dataset, load_dataset
 from ssmrec.errors import ConfigError, TrainingError
 from ssmrec.eval.evaluator import Evaluator
-from ssmrec.experiments.stacked import StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
-from ssmrec.losses import canonical
+from ssmrec.experiments.stacked import BUILT_IN, StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
+from ssmrec.losses import build_loss, canonical
 from ssmrec.models import build_model
 from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings, parse_text, save_json
@@ -234,9 +234,19 @@ class Sweep:
             model = StackedLightGCN(train, cfg.dim, seeds, [c.layers for c in cfgs])
         self.model = model.to(self.device)
         solo, self.sampler = build_objective(cfg, train)  # the stream of base_cfg.seed
-        self.objective = StackedObjective(solo.to(self.device), canonical(cfg.loss),
+        name = canonical(cfg.loss)
+        member_losses = None
+        if name not in BUILT_IN:  # one loss module per member, built with its own settings
+            if hasattr(solo.loss, "on_epoch_start") or getattr(solo.loss, "uses_dislikes", False):
+                raise ConfigError(f"loss {name} keeps per-user state or learns from dislikes, which sweep members "
+                                  "cannot share: run one cell per setting (a grid) instead")
+            member_losses = [build_loss(name, tau=c.tau, similarity=c.similarity, margin=c.margin,
+                                        weight=c.neg_weight, mask_duplicates=c.mask_duplicates,
+                                        params=c.loss_params, seed=c.seed) for c in cfgs]
+        self.objective = StackedObjective(solo.to(self.device), name,
                                           tau=[c.tau for c in cfgs], margin=[c.margin for c in cfgs],
-                                          neg_weight=[c.neg_weight for c in cfgs], reg=[c.reg for c in cfgs])
+                                          neg_weight=[c.neg_weight for c in cfgs], reg=[c.reg for c in cfgs],
+                                          member_losses=member_losses)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
         common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk, device=self.device)
         if cfg.protocol == "holdout":
