@@ -257,7 +257,7 @@ def test_leaderboard_and_which_loss_pages(tmp_path):
     assert "| SSM | 0.1900 ± 0.0100 / 0.0950 (n=3) | 0.1869 / 0.1571 |" in lines
     assert "tau 0.1 (of 0.1, 0.2)" in lines
     assert "| BSL | 0.1920 ± 0.0000 / 0.0960 (n=3) | 0.1893 / 0.1591 |" in lines
-    assert "Best LightGCN loss here: **BSL**, Recall@20 0.1920; it reaches" in lines
+    assert "**BSL**, Recall@20 0.1920; it reaches" in lines
     page = "\n".join(which_loss(records))
     # sensitivity of SSM: configurations' means 0.19 and 0.1733 -> (0.19 - 0.1733) / 0.19 = 8.8%
     assert "| SSM | 0.1900 | — | 50.0% | 50.0% | 1.0 (x (1 thr)) | 8.8% (2) |" in page
