@@ -281,3 +281,30 @@ def test_only_takes_a_glob(tmp_path):
     assert matches("gowalla-mf-bsl-s0-1234abcd", "gowalla-mf-*-s0-*")
     assert not matches("gowalla-mf-bsl-s1-1234abcd", "gowalla-mf-*-s0-*")
     assert matches("gowalla-mf-bsl-s1-1234abcd", "mf-bsl")
+
+
+def test_explicit_feedback_from_a_dataframe_through_the_api(rated_file):
+    import pandas as pd
+
+    from ssmrec import Recommender
+
+    frame = pd.read_csv(rated_file, sep="\t")
+    rec = Recommender(model="mf", dim=8, loss="ntr", loss_params={"weight": 10.0}, positive_min=4, negative_max=2,
+                      epochs=2, ks=[10]).fit(frame, rating_col="rating")
+    assert "dislike@10" in rec.result["test"]
+    ids, scores = rec.recommend([str(frame.user[0])], k=5)
+    assert ids.shape == (1, 5) and np.all(np.diff(scores[0]) <= 0)
+
+
+def test_known_dislikes_are_never_recommended(rated_file):
+    from ssmrec.train.export import excluded
+
+    for protocol in ("paper", "holdout"):
+        ds = load_dataset(DataConfig(dataset=str(rated_file), positive_min=4, negative_max=2), protocol)
+        seen = excluded(ds)
+        for role in ("train", "valid"):
+            if role in ds.dislikes:
+                u, i = ds.dislikes[role].pairs()
+                assert seen.contains(u, i).all(), (protocol, role)
+        u, i = ds.dislikes["test"].pairs()
+        assert not seen.contains(u, i).any()  # held-out dislikes stay rankable: dislike@K counts them

@@ -241,13 +241,16 @@ def _load_single(path: Path, cfg: DataConfig, protocol: str = "paper") -> Datase
         if not len(table):
             raise DataError(f"{path}: nothing survives {cfg.kcore}-core filtering")
         _summary(f"{cfg.kcore}-core", before, _sizes(table))
-    tables = {"all": table} if disliked is None else {"all": table, "dislikes": disliked}
-    encoded = encode(tables)
-    inter = encoded["all"]
-    name = path.name.split(".")[0]
-    train, valid, test = _split(table, inter, path, cfg, protocol)
-    ds = Dataset(name, train, test, valid if valid.nnz else None, source=str(path))
-    if disliked is not None:  # by the same rule as the positives
+    encoded = encode({"all": table} if disliked is None else {"all": table, "dislikes": disliked})
+    return _split_dataset(path.name.split(".")[0], table, disliked, encoded, path, cfg, protocol, source=str(path))
+
+
+def _split_dataset(name: str, table: PairTable, disliked: PairTable | None, encoded: dict[str, Interactions],
+                   path: Path, cfg: DataConfig, protocol: str, source: str) -> Dataset:
+    """Split the positives, and the dislikes (if any) by the same rule."""
+    train, valid, test = _split(table, encoded["all"], path, cfg, protocol)
+    ds = Dataset(name, train, test, valid if valid.nnz else None, source=source)
+    if disliked is not None:
         d_train, d_valid, d_test = _split(disliked, encoded["dislikes"], path, cfg, protocol, quiet=True)
         ds.dislikes = {"train": d_train, "test": d_test, **({"valid": d_valid} if d_valid.nnz else {})}
     return ds
@@ -321,16 +324,15 @@ def cutoff_seconds(text: str) -> float:
 
 def from_tables(name: str, tables: dict[str, PairTable], cfg: DataConfig, protocol: str = "paper") -> Dataset:
     """A dataset from in-memory tables: ``{"train", "test"[, "valid"]}`` used as given, or
-    ``{"all"}`` split by ``cfg.ratios`` (``cfg.temporal``: by timestamp)."""
-    inter = encode(tables)
-    if "all" not in inter:
+    ``{"all"}`` split by ``cfg.ratios`` (``cfg.temporal``: by timestamp; ``positive_min`` /
+    ``negative_max``: positives and dislikes from its ratings)."""
+    if "all" not in tables:
+        inter = encode(tables)
         return prepare(Dataset(name, inter["train"], inter["test"], inter.get("valid"), source=name), cfg, protocol)
-    table, all_ = tables["all"], inter["all"]
-    times = _aligned(table, all_, table.timestamps) if cfg.temporal and table.timestamps is not None else None
-    if cfg.temporal and times is None:
-        raise DataError(f"{name}: temporal=True but no time column was given")
-    train, valid, test = ratio_split(all_, tuple(cfg.ratios), seed=cfg.split_seed, timestamps=times)
-    return prepare(Dataset(name, train, test, valid if valid.nnz else None, source=name), cfg, protocol)
+    table, disliked = _explicit_feedback(tables["all"], cfg, Path(name))
+    encoded = encode({"all": table} if disliked is None else {"all": table, "dislikes": disliked})
+    return prepare(_split_dataset(name, table, disliked, encoded, Path(name), cfg, protocol, source=name), cfg,
+                   protocol)
 
 
 def _aligned(table: PairTable, inter: Interactions, values: np.ndarray) -> np.ndarray:
