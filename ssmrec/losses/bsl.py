@@ -29,6 +29,17 @@ def masked_logsumexp(values: torch.Tensor, drop: torch.Tensor) -> tuple[torch.Te
     return torch.logsumexp(filled, dim=1).masked_fill(~nonempty, 0.0), nonempty
 
 
+def negatives_logsumexp(values: torch.Tensor, cand: Candidates) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`masked_logsumexp` over each row's negatives: its candidates but its own positive
+    and its masked ones. Without masks only the positive is left out, by writing ``-inf`` into
+    one cell per row (no ``(B, C)`` boolean mask: about a third cheaper on CPU)."""
+    if cand.mask is None and values.shape[1] > 1:
+        rows = torch.arange(values.shape[0], device=values.device)
+        without = values.index_put((rows, cand.target), values.new_tensor(float("-inf")))
+        return torch.logsumexp(without, dim=1), torch.ones(values.shape[0], dtype=torch.bool, device=values.device)
+    return masked_logsumexp(values, drop_positive(cand))
+
+
 class BilateralSoftmaxLoss(nn.Module):
     r"""Bilateral softmax loss (BSL) over the batch's positives (plus optional shared negatives).
 
@@ -129,7 +140,7 @@ class BilateralSoftmaxLoss(nn.Module):
             others = users.unsqueeze(1) != users.unsqueeze(0)  # (B, B): True where another user's row
             pos, _ = masked_logsumexp(pos.unsqueeze(0).expand(len(pos), -1), others)
             pos = pos - (~others).sum(dim=1).to(logits.dtype).log()
-        neg, nonempty = masked_logsumexp(logits, drop_positive(cand))
+        neg, nonempty = negatives_logsumexp(logits, cand)
         return torch.where(nonempty, self.tau2 * neg - pos, torch.zeros_like(neg))
 
     def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **kwargs) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmrec.losses.bsl import drop_positive, masked_logsumexp
+from ssmrec.losses.bsl import drop_positive, masked_logsumexp, negatives_logsumexp
 from ssmrec.losses.similarity import check_similarity
 from ssmrec.losses.ssm import candidates
 
@@ -124,10 +124,9 @@ class PairwiseSoftmaxLoss(nn.Module):
         rows = torch.arange(cand.scores.shape[0], device=cand.scores.device)
         gaps = cand.scores - cand.scores[rows, cand.target].unsqueeze(1)
         log_sigma, zero = log_activation(gaps, self.activation)
-        drop = drop_positive(cand)
-        if zero is not None:
-            drop = drop | zero
-        return masked_logsumexp(log_sigma / self.tau, drop)[0]
+        if zero is None:
+            return negatives_logsumexp(log_sigma / self.tau, cand)[0]
+        return masked_logsumexp(log_sigma / self.tau, drop_positive(cand) | zero)[0]
 
     def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.row_losses(user_reps, item_reps, **kwargs).mean()
