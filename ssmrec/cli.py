@@ -583,7 +583,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     base = TrainConfig.from_dict(load_toml(args.config) if args.config else {}, source=args.config or "settings")
     base = base.replace(_train_values(args), source="command line")
-    grid = parse_grid(args.grid)
+    grid = parse_grid(args.grid, loss=base.loss)
     name = Path(base.dataset).name.split(".")[0]
     out = Path(base.out) if base.out else Path("runs") / f"{name}-{base.model}-{base.loss}-tune"
     if out.exists() and not (out / "tune.json").exists() and any(out.iterdir()):

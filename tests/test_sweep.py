@@ -71,16 +71,17 @@ def assert_member_matches_solo(sweep: Sweep, j: int, solo: Trainer, result: dict
 
 def check_sweep(tiny, base: TrainConfig, members: list[dict]):
     sweep = Sweep(base, members, tiny, echo=None)
-    for j, over in enumerate(members):  # initialisation: exactly a solo model's
-        init = Trainer(base.replace(over), tiny, write=False, echo=None).model
+    cfgs = member_configs(base, members)
+    for j, cfg in enumerate(cfgs):  # initialisation: exactly a solo model's
+        init = Trainer(cfg, tiny, write=False, echo=None).model
         assert torch.equal(sweep.model.user_emb.detach()[:, j], init.user_emb.detach())
         assert torch.equal(sweep.model.item_emb.detach()[:, j], init.item_emb.detach())
     sweep.fit()
     assert len(sweep.members[0].history) == base.epochs
     steps = int(sweep.optimizer.state[sweep.model.user_emb]["step"])
     assert steps == base.epochs * len(sweep.sampler)
-    for j, over in enumerate(members):
-        solo, result, last = solo_run(base.replace(over), tiny, base)
+    for j, cfg in enumerate(cfgs):
+        solo, result, last = solo_run(cfg, tiny, base)
         assert_member_matches_solo(sweep, j, solo, result, last)
     return sweep
 
@@ -134,6 +135,24 @@ def test_sweep_other_losses_equal_solo_runs(tiny, model, loss, extra, members):
 def test_sweep_of_a_loss_after_the_study_equals_solo_runs(tiny, loss, extra):
     # each member's loss module carries its own temperature
     check_sweep(tiny, base_cfg(model="mf", loss=loss, epochs=3, **extra), [{"seed": 0}, {"seed": 1, "tau": 0.3}])
+
+
+def test_members_may_set_their_losss_own_parameters(tiny, tiny_dir, tmp_path, capsys):
+    base = base_cfg(model="mf", loss="bsl", epochs=3, loss_params={"tau2": 1.0})
+    sweep = check_sweep(tiny, base, [{"seed": 0, "tau2": 0.8}, {"seed": 1, "tau2": "1.2"}])  # text from a flag
+    assert [m.cfg.loss_params for m in sweep.members] == [{"tau2": 0.8}, {"tau2": 1.2}]
+    from ssmrec.cli import main
+    from ssmrec.experiments.tune import parse_grid
+
+    assert parse_grid(["tau2=0.8,1.2", "reg=0,1e-4"], loss="bsl") == {"tau2": [0.8, 1.2], "reg": [0.0, 1e-4]}
+    assert parse_grid(["activation=tanh,relu"], loss="psl") == {"activation": ["tanh", "relu"]}
+    with pytest.raises(ConfigError, match="or the parameters of loss bsl: tau2, pool_positives"):
+        parse_grid(["beta=1"], loss="bsl")
+    out = tmp_path / "sw"
+    assert main(["sweep", "--dataset", str(tiny_dir), "--model", "mf", "--loss", "bsl", "--dim", "8", "--epochs", "1",
+                 "--member", "tau2=0.8", "--member", "tau2=1.2", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [m["overrides"] for m in summary["members"]] == [{"tau2": 0.8}, {"tau2": 1.2}]
 
 
 @pytest.mark.parametrize("loss", ["adaptau", "slk"])

@@ -47,7 +47,7 @@ from ssmrec.data.dataset import Dataset, load_dataset
 from ssmrec.errors import ConfigError, TrainingError
 from ssmrec.eval.evaluator import Evaluator
 from ssmrec.experiments.stacked import BUILT_IN, StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
-from ssmrec.losses import build_loss, canonical
+from ssmrec.losses import build_loss, canonical, spec_of
 from ssmrec.models import build_model
 from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings, parse_text, save_json
@@ -103,9 +103,25 @@ def parse_member(text: str) -> dict[str, Any]:
     return out
 
 
+def loss_parameters(loss: str) -> dict[str, Any]:
+    """The parameters of a loss that take ``loss_params`` (the losses after the study, registered
+    ones), with their defaults: sweep members and tuning grids may set them by name."""
+    spec = spec_of(loss)
+    return dict(spec.params) if spec is not None else {}
+
+
+def _typed_like(default: Any, value: Any, where: str) -> Any:
+    """A member's value of a loss parameter, typed as the parameter's default (text from a flag)."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    kind = "bool" if isinstance(default, bool) else type(default).__name__
+    return parse_text(kind, value) if kind in ("bool", "int", "float") else value
+
+
 def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[TrainConfig]:
     """Each member's full configuration (``base`` with its overrides), refusing overrides that
-    would change the shared batch stream or the shared computation."""
+    would change the shared batch stream or the shared computation. A member may also set one of
+    its loss's own parameters by name (``tau2=0.8`` for ``bsl``), merged into ``loss_params``."""
     if not members:
         raise ConfigError("a sweep needs at least one member")
     if base.nproc != 1:
@@ -113,11 +129,18 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
     loss, model = canonical(base.loss), _model_key(base.model)
     own = loss_settings(loss) | MODEL_SETTINGS.get(model, set()) | {"seed", "reg"}
     known = TrainConfig.field_names()
+    params = loss_parameters(loss)
     cfgs = []
     for j, over in enumerate(members):
         if not isinstance(over, dict):
             raise ConfigError(f"member {j}: expected a table of settings, got {over!r}")
+        mine = {k: _typed_like(params[k], v, f"member {j}") for k, v in over.items() if k in params}
+        over = {k: v for k, v in over.items() if k not in params}
+        if mine:
+            over["loss_params"] = {**base.loss_params, **mine}
         for key in over:
+            if key == "loss_params" and mine:
+                continue
             name = key.replace("-", "_")
             if name not in known:
                 continue  # TrainConfig.replace names it, with suggestions
@@ -254,8 +277,11 @@ class Sweep:
             self.test_eval = Evaluator(self.data.test, [train, self.data.valid], **common)
         else:
             self.select_eval = self.test_eval = Evaluator(self.data.test, [train], **common)
-        self.members = [Member(j, dict(over), c, EarlyStopping(cfg.metric, cfg.patience))
-                        for j, (over, c) in enumerate(zip(members, cfgs))]
+        # a loss parameter given as text (a flag) is shown typed, as the member's config holds it
+        typed = [{k: c.loss_params[k] if k in c.loss_params and k not in TrainConfig.field_names() else v
+                  for k, v in over.items()} for over, c in zip(members, cfgs)]
+        self.members = [Member(j, over, c, EarlyStopping(cfg.metric, cfg.patience))
+                        for j, (over, c) in enumerate(zip(typed, cfgs))]
         self.live = list(range(len(self.members)))
         self.epoch = 0
         self.train_seconds = self.eval_seconds = 0.0

@@ -31,25 +31,34 @@ from typing import Any
 
 from ssmrec.errors import ConfigError
 from ssmrec.experiments.grid import Search
-from ssmrec.experiments.sweep import SWEEPABLE, Sweep
+from ssmrec.experiments.sweep import SWEEPABLE, Sweep, loss_parameters
 from ssmrec.train.config import TrainConfig, parse_text, save_json
 
 SUMMARY = "tune.json"
 PRUNERS = ("sha", "none")
 
 
-def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
-    """``["reg=1e-6,1e-5", "layers=1,2"]`` -> ``{"reg": [1e-6, 1e-5], "layers": [1, 2]}``."""
+def parse_grid(specs: list[str], loss: str | None = None) -> dict[str, list[Any]]:
+    """``["reg=1e-6,1e-5", "layers=1,2"]`` -> ``{"reg": [1e-6, 1e-5], "layers": [1, 2]}``; with
+    ``loss``, that loss's own parameters too (``tau2=0.8,1.0`` for ``bsl``)."""
     types = {name: str(f.type) for name, f in TrainConfig.__dataclass_fields__.items()}
+    params = loss_parameters(loss) if loss else {}
     grid: dict[str, list[Any]] = {}
     for spec in specs:
         name, eq, values = spec.partition("=")
         name = name.strip().replace("-", "_")
         if not eq or not values.strip():
             raise ConfigError(f"--grid {spec!r}: expected NAME=V1,V2,...")
+        if name in params:
+            default = params[name]
+            kind = ("bool" if isinstance(default, bool) else type(default).__name__) if default is not None else "str"
+            kind = kind if kind in ("bool", "int", "float") else "str"
+            grid[name] = [parse_text(kind, v.strip()) for v in values.split(",") if v.strip()]
+            continue
         if name not in SWEEPABLE:
+            extra = f", or the parameters of loss {loss}: {', '.join(params)}" if params else ""
             raise ConfigError(f"--grid {name}: only settings that sweep members may differ in can be tuned in one "
-                              f"study ({', '.join(SWEEPABLE)}); tune others with one study per value")
+                              f"study ({', '.join(SWEEPABLE)}{extra}); tune others with one study per value")
         grid[name] = [parse_text(types[name], v.strip()) for v in values.split(",") if v.strip()]
     return grid
 

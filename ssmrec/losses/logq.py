@@ -69,6 +69,10 @@ class CorrectedLogQLoss(nn.Module):
           negatives while ``q'`` still excludes the positive.
         * Masked candidates (``exclude``, duplicates) are dropped and ``m_b`` counts the rest, as
           the authors' ``negative_mask.sum`` (line 98).
+        * The candidates: the authors' sampler de-duplicates the in-batch items and mixes them with
+          uniform draws, yet corrects both kinds with the popularity probability; ours keeps every
+          in-batch column and, with extra negatives, corrects with the probability of the mixture
+          of the two samplers that actually drew them (the estimator itself is theirs).
 
     Args:
         tau: temperature (default: 0.1).
