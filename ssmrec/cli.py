@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="run only cells whose id contains this text, or matches this glob "
                                                    "pattern (e.g. 'gowalla-mf-*-s0-*')")
     p.add_argument("--dry-run", action="store_true", help="list what would run")
+    p.add_argument("--extend", action="store_true",
+                   help="continue cells whose record says their time budget stopped them (not early stopping)")
     p.add_argument("--device", default=None, help="override every cell's device")
     p.add_argument("--threads", type=int, default=None, help="override every cell's torch threads")
     p.add_argument("--max-seconds", type=float, default=None,
@@ -465,7 +467,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                  if v is not None}
     TrainConfig().replace(overrides, source="command line")  # refuse bad overrides before any cell runs
     grids = [load_grid(path) for path in args.grid]  # every grid is checked before the first runs
-    runner = Runner(args.records, args.runs, overrides=overrides, echo=lambda m: print(m, flush=True))
+    runner = Runner(args.records, args.runs, overrides=overrides, echo=lambda m: print(m, flush=True),
+                    extend=args.extend)
     for path, grid in zip(args.grid, grids):
         print(f"{grid.name}: {len(grid.cells)} cells from {path}", flush=True)
         runner.run_grid(grid, only=args.only, dry_run=args.dry_run)

@@ -104,6 +104,28 @@ def test_runner_records_and_skips(tmp_path, tiny_dir):
     assert [r["cell"] for r in again] == [r["cell"] for r in recs] and msgs == []
 
 
+def test_extend_continues_cells_stopped_by_their_budget(tmp_path, tiny_dir):
+    grid = load_grid(write(tmp_path, GRID.format(data=tiny_dir)))
+    cell = grid.cells[0]
+    whole = Runner(tmp_path / "r1", tmp_path / "runs1", echo=lambda s: None, claims=False).run_cell(cell)
+    # the same cell stopped by a budget after its first epoch
+    short = Runner(tmp_path / "r2", tmp_path / "runs2", echo=lambda s: None, claims=False,
+                   overrides={"max_seconds": 1e-9}).run_cell(cell)
+    assert short["metrics"]["stop_reason"] == "time_budget" and short["metrics"]["epochs_run"] == 1
+    said = []
+    plain = Runner(tmp_path / "r2", tmp_path / "runs2", echo=said.append, claims=False)
+    assert plain.run_cell(cell)["metrics"]["epochs_run"] == 1 and said == []  # a record is final...
+    extend = Runner(tmp_path / "r2", tmp_path / "runs2", echo=said.append, claims=False, extend=True)
+    extend.run_cell(cell, dry_run=True)
+    assert "extend: stopped by its budget at epoch 1 (best 1) while still improving; resume its run" in said[-1]
+    longer = extend.run_cell(cell)  # ...unless asked: it resumes its run and goes on to its own end
+    assert longer["metrics"]["stop_reason"] == whole["metrics"]["stop_reason"] != "time_budget"
+    assert longer["metrics"]["epochs_run"] == whole["metrics"]["epochs_run"]
+    assert longer["metrics"]["test"] == whole["metrics"]["test"]
+    assert [h["loss"] for h in longer["history"]] == [h["loss"] for h in whole["history"]]
+    assert json.loads((tmp_path / "r2" / "mini" / f"{cell.id}.json").read_text())["metrics"]["epochs_run"] > 1
+
+
 def test_runner_resumes_an_interrupted_cell(tmp_path, tiny_dir, monkeypatch):
     grid = write(tmp_path, GRID.format(data=tiny_dir).replace('["bpr", "ssm"]', '"ssm"'))
     whole = Runner(tmp_path / "r1", tmp_path / "runs1", echo=lambda s: None).run_grid(grid)[0]

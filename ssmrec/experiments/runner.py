@@ -40,13 +40,18 @@ class Runner:
         echo: progress messages (default: ``print``).
         claims: measure the study's four claims on each finished model and keep them in its
             record (:mod:`ssmrec.experiments.claims`; about half a minute per run) (default: True).
+        extend: continue the cells whose record says their time budget stopped them (not their
+            early-stopping criterion), without a budget (or with ``overrides["max_seconds"]`` as
+            the new total): from their run directory if it is here, else from scratch; the new
+            record (in this grid's folder) says how the longer run ended (default: False: a
+            record is final).
     """
 
     def __init__(self, records_dir: str | Path = "results/records", runs_dir: str | Path = "runs/experiments",
                  overrides: dict[str, Any] | None = None, echo: Callable[[str], None] = print,
-                 claims: bool = True):
+                 claims: bool = True, extend: bool = False):
         self.records_dir, self.runs_dir = Path(records_dir), Path(runs_dir)
-        self.claims = claims
+        self.claims, self.extend = claims, extend
         self.overrides = overrides or {}
         self.echo = echo
         self._listed: set[str] = set()
@@ -123,13 +128,20 @@ class Runner:
     # ------------------------------------------------------------------ one cell
     def run_cell(self, cell: Cell, *, dry_run: bool = False) -> dict[str, Any] | None:
         rec = self.record(cell)
-        if rec is not None:
+        extending = rec is not None and self.extend and rec["metrics"].get("stop_reason") == "time_budget"
+        if rec is not None and not extending:
             return rec
         path = self.find_run(cell)
         if dry_run:
             if cell.id not in self._listed:  # a search shared by several seeds is listed once
                 self._listed.add(cell.id)
                 state = "resume" if (path / LAST).exists() else "new"
+                if extending:
+                    m = rec["metrics"]
+                    rising = " while still improving" if cut_short(rec) else ""
+                    state = (f"extend: stopped by its budget at epoch {m['epochs_run']} (best {m['best_epoch']})"
+                             f"{rising}; " + ("resume its run" if (path / LAST).exists()
+                                               else "its run is not here: from scratch"))
                 self.echo(f"[{cell.experiment}] would run {cell.id} ({state})")
             return None
         lock = _Lock(path / ".lock")
@@ -137,25 +149,33 @@ class Runner:
             self.echo(f"[{cell.experiment}] {cell.id}: another process is running it; skipped")
             return None
         try:
-            return self._run(cell, path)
+            return self._run(cell, path, extending=extending)
         finally:
             lock.release()
 
-    def _run(self, cell: Cell, path: Path) -> dict[str, Any]:
+    def _run(self, cell: Cell, path: Path, *, extending: bool = False) -> dict[str, Any]:
         run = RunDir(path)
         t0 = time.time()
         finished = run.metrics()
-        if finished is not None:
+        # an extended cell runs to its early stop: no budget, unless --max-seconds sets a new total
+        overrides = {"max_seconds": 0.0, **self.overrides} if extending else self.overrides
+        if finished is not None and extending and finished["stop_reason"] == "time_budget" \
+                and (path / LAST).exists():
+            self.echo(f"[{cell.experiment}] {cell.id}: extending (stopped by its budget at epoch "
+                      f"{finished['epochs_run']})")
+            trainer = Trainer.resume(path, echo=self.echo, overrides=overrides)
+            result = trainer.fit()
+        elif finished is not None:
             self.echo(f"[{cell.experiment}] {cell.id}: trained earlier, recording")
-            trainer = Trainer.resume(path, echo=self.echo, overrides=self.overrides)
+            trainer = Trainer.resume(path, echo=self.echo, overrides=overrides)
             result = trainer.finish(finished["stop_reason"], finished.get("wall_seconds", 0.0))
         else:
             if run.exists():  # started before (a checkpoint, or killed before its first one)
                 self.echo(f"[{cell.experiment}] {cell.id}: resuming")
-                trainer = Trainer.resume(path, echo=self.echo, overrides=self.overrides)
+                trainer = Trainer.resume(path, echo=self.echo, overrides=overrides)
             else:
                 self.echo(f"[{cell.experiment}] {cell.id}: starting")
-                cfg = cell.cfg.replace({**self.overrides, "out": str(path)})
+                cfg = cell.cfg.replace({**overrides, "out": str(path)})
                 trainer = Trainer(cfg, echo=self.echo)
             result = trainer.fit()
         rec = self._record(cell, trainer, result, time.time() - t0)
@@ -211,6 +231,16 @@ def find_record(records_dir: str | Path, cell: Cell) -> Path | None:
     if own.exists():
         return own
     return next(iter(sorted(Path(records_dir).glob(f"*/{cell.id}.json"))), None)
+
+
+def cut_short(rec: dict[str, Any]) -> bool:
+    """A record of a run stopped by its time budget while its selection metric was still rising
+    (its best epoch is its last evaluation)."""
+    m = rec["metrics"]
+    if m.get("stop_reason") != "time_budget":
+        return False
+    evaluated = [h["epoch"] for h in rec.get("history", []) if m["metric"] in h]
+    return bool(evaluated) and m["best_epoch"] >= evaluated[-1]
 
 
 def selection_score(rec: dict[str, Any]) -> float:
