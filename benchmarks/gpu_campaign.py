@@ -20,8 +20,10 @@ of the checkout and carry it (about 10 MB)::
    The LightGCN + BPR cells that earlier budgets stopped (``--extend``) start first and get the
    whole window; then cells that converge in tens of epochs. Several processes on one grid never
    run the same cell (each cell has a lock).
-3. ``campaign.tar.gz`` under ``--out``: the records, the run histories and configs (not the
-   checkpoints: too big to bring back), the timings and the log of every process.
+3. ``campaign.tar.gz`` under ``--out``: the records written in this window (into the checkout's
+   ``results/records``, so recorded cells are skipped; unpack the archive's ``records/`` over it
+   here), the run histories and configs (not the checkpoints: too big to bring back), the
+   timings and the log of every process.
 
 Nothing here is specific to the GPU: ``--smoke`` runs the same three steps on CPU with a tiny
 synthetic dataset in about a minute (``tests`` does not run it: it is a rehearsal).
@@ -83,8 +85,9 @@ def timings(dataset, device: str, out: Path) -> list[dict]:
     return rows
 
 
-def campaign(queue, out: Path, deadline: float, workers: int, device: str, env: dict) -> None:
-    """Run the queue with ``workers`` processes until the deadline."""
+def campaign(queue, out: Path, records: Path, deadline: float, workers: int, device: str, env: dict) -> None:
+    """Run the queue with ``workers`` processes until the deadline; ``records`` is the checkout's
+    records folder, so recorded cells are skipped (and budget-stopped ones extended where asked)."""
     running: list[tuple[subprocess.Popen, str]] = []
     todo = list(queue)
     n = 0
@@ -105,7 +108,7 @@ def campaign(queue, out: Path, deadline: float, workers: int, device: str, env: 
             n += 1
             log = out / f"worker-{n}.log"
             cmd = [sys.executable, "-m", "ssmrec.cli", "experiment", grid, "--only", only, "--device", device,
-                   "--records", str(out / "records"), "--runs", str(out / "runs"),
+                   "--records", str(records), "--runs", str(out / "runs"),
                    "--max-seconds", str(int(left - 40)), "--no-progress", *flags]
             print(f"[campaign] {' '.join(cmd[3:])} -> {log.name}", flush=True)
             running.append((subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env),
@@ -116,14 +119,17 @@ def campaign(queue, out: Path, deadline: float, workers: int, device: str, env: 
 KEPT_FROM_RUNS = {"config.json", "history.jsonl", "metrics.json"}
 
 
-def pack(out: Path) -> Path:
-    """Records, logs, timings, and each run's config, history and metrics (no checkpoints, no
-    exports: together they would not fit what comes back)."""
+def pack(out: Path, records: Path, since: float) -> Path:
+    """The records written since ``since``, logs, timings, and each run's config, history and
+    metrics (no checkpoints, no exports: together they would not fit what comes back)."""
     archive = out / "campaign.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted(records.rglob("*")):
+            if p.is_file() and p.stat().st_mtime >= since:
+                tar.add(p, arcname=str(Path("records") / p.relative_to(records)))
         for p in sorted(out.rglob("*")):
             rel = p.relative_to(out)
-            if not p.is_file() or p == archive or rel.parts[0] == "tiny":
+            if not p.is_file() or p == archive or rel.parts[0] in ("tiny", "records"):
                 continue
             if rel.parts[0] == "runs" and p.name not in KEPT_FROM_RUNS:
                 continue
@@ -167,9 +173,10 @@ def main() -> None:
 
         queue, device, workers = QUEUE, "cuda", args.workers
         dataset = load_dataset(DataConfig(dataset="gowalla"))
+    records = out / "records" if args.smoke else Path("results/records")
     timings(dataset, device, out)
-    campaign(queue, out, start + args.budget, workers, device, env)
-    archive = pack(out)
+    campaign(queue, out, records, start + args.budget, workers, device, env)
+    archive = pack(out, records, start)
     print(f"[campaign] {time.time() - start:.0f} s; {archive} ({archive.stat().st_size / 1e6:.1f} MB)", flush=True)
 
 
