@@ -85,7 +85,8 @@ def timings(dataset, device: str, out: Path) -> list[dict]:
     return rows
 
 
-def campaign(queue, out: Path, records: Path, deadline: float, workers: int, device: str, env: dict) -> None:
+def campaign(queue, out: Path, records: Path, runs: Path, deadline: float, workers: int, device: str,
+             env: dict) -> None:
     """Run the queue with ``workers`` processes until the deadline; ``records`` is the checkout's
     records folder, so recorded cells are skipped (and budget-stopped ones extended where asked)."""
     running: list[tuple[subprocess.Popen, str]] = []
@@ -108,7 +109,7 @@ def campaign(queue, out: Path, records: Path, deadline: float, workers: int, dev
             n += 1
             log = out / f"worker-{n}.log"
             cmd = [sys.executable, "-m", "ssmrec.cli", "experiment", grid, "--only", only, "--device", device,
-                   "--records", str(records), "--runs", str(out / "runs"),
+                   "--records", str(records), "--runs", str(runs),
                    "--max-seconds", str(int(left - 40)), "--no-progress", *flags]
             print(f"[campaign] {' '.join(cmd[3:])} -> {log.name}", flush=True)
             running.append((subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env),
@@ -119,7 +120,7 @@ def campaign(queue, out: Path, records: Path, deadline: float, workers: int, dev
 KEPT_FROM_RUNS = {"config.json", "history.jsonl", "metrics.json"}
 
 
-def pack(out: Path, records: Path, since: float) -> Path:
+def pack(out: Path, records: Path, runs: Path, since: float) -> Path:
     """The records written since ``since``, logs, timings, and each run's config, history and
     metrics (no checkpoints, no exports: together they would not fit what comes back)."""
     archive = out / "campaign.tar.gz"
@@ -127,11 +128,12 @@ def pack(out: Path, records: Path, since: float) -> Path:
         for p in sorted(records.rglob("*")):
             if p.is_file() and p.stat().st_mtime >= since:
                 tar.add(p, arcname=str(Path("records") / p.relative_to(records)))
+        for p in sorted(runs.rglob("*")):
+            if p.is_file() and p.name in KEPT_FROM_RUNS:
+                tar.add(p, arcname=str(Path("runs") / p.relative_to(runs)))
         for p in sorted(out.rglob("*")):
             rel = p.relative_to(out)
-            if not p.is_file() or p == archive or rel.parts[0] in ("tiny", "records"):
-                continue
-            if rel.parts[0] == "runs" and p.name not in KEPT_FROM_RUNS:
+            if not p.is_file() or p == archive or rel.parts[0] in ("tiny", "records", "runs"):
                 continue
             tar.add(p, arcname=str(rel))
     return archive
@@ -173,10 +175,12 @@ def main() -> None:
 
         queue, device, workers = QUEUE, "cuda", args.workers
         dataset = load_dataset(DataConfig(dataset="gowalla"))
+    # the checkpoints stay outside OUT (they are not brought back); the records go to the checkout's
     records = out / "records" if args.smoke else Path("results/records")
+    runs = out / "runs" if args.smoke else Path("runs/campaign")
     timings(dataset, device, out)
-    campaign(queue, out, records, start + args.budget, workers, device, env)
-    archive = pack(out, records, start)
+    campaign(queue, out, records, runs, start + args.budget, workers, device, env)
+    archive = pack(out, records, runs, start)
     print(f"[campaign] {time.time() - start:.0f} s; {archive} ({archive.stat().st_size / 1e6:.1f} MB)", flush=True)
 
 
