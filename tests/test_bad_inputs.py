@@ -257,7 +257,8 @@ def test_tables_live_in_train_config():
 
 @pytest.mark.parametrize("settings, given, expected", [
     ({"loss": "ssm"}, {"margin"}, ["margin is ignored: the ssm loss does not use it (the ccl losses do)"]),
-    ({"loss": "bpr"}, {"tau"}, ["tau is ignored: the bpr loss does not use it (the adaptau/bsl/clogq/ntr/psl/slk/softmax/ssm losses do)"]),
+    ({"loss": "bpr"}, {"tau"},
+     ["tau is ignored: the bpr loss does not use it (the adaptau/bsl/clogq/ntr/psl/slk/softmax/ssm losses do)"]),
     ({"loss": "ccl"}, {"similarity", "neg-weight"}, ["similarity is ignored"]),
     ({"model": "mf"}, {"layers"}, ["layers is ignored: only the lightgcn model uses it"]),
     ({"model": "lightgcn"}, {"a0", "side"}, ["side is ignored", "a0 is ignored"]),
