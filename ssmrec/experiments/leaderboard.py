@@ -265,10 +265,31 @@ def which_loss(records: list[Record]) -> list[str]:
                 f"{f'{np.mean(tails):.1%}' if tails else '—'} | {f'{np.mean(cover):.1%}' if cover else '—'} | "
                 f"{np.median(sec):.1f} ({arm.chosen[0].machine}) | "
                 f"{f'{sens:.1%}' if sens is not None else '—'} ({len(arm.configs)}) |")
-        lines.append("")
+        lines += ["", *_verdict([found[(ds, model, loss)] for loss in LOSS_ORDER if (ds, model, loss) in found]), ""]
     lines += ["† = stopped by its budget, not by early stopping. Seconds per epoch are comparable only between rows "
               "run on the same machine (shown)."]
     return lines
+
+
+def _verdict(group: list[Arm]) -> list[str]:
+    """One line of advice from a dataset x model's arms (when there are at least two)."""
+    if len(group) < 2:
+        return []
+    best = max(group, key=lambda a: a.mean()["mean"])
+    top = best.mean()["mean"]
+    close = [a for a in group if a.mean()["mean"] >= 0.98 * top]
+    cheapest = min(close, key=lambda a: float(np.median([r.m["seconds_per_epoch"] for r in a.chosen])))
+    tails = {a.loss: np.mean(t) for a in group if (t := [x for r in a.chosen if (x := tail_share(r)) is not None])}
+    line = f"On these records: most accurate **{LABELS[best.loss]}** ({top:.4f})"
+    if cheapest is not best:
+        line += f"; within 2% of it and cheapest per epoch: **{LABELS[cheapest.loss]}**"
+    if tails:
+        fair = max(tails, key=tails.get)
+        line += f"; largest long-tail share: **{LABELS[fair]}** ({tails[fair]:.1%})"
+    unsure = [LABELS[a.loss] for a in group if len(a.chosen) < 2]
+    if unsure:
+        line += f". One seed only for {', '.join(unsure)}: differences under ~1% are within seed noise"
+    return [line + "."]
 
 
 def write_which_loss(records: list[Record], out_dir: str | Path) -> Path:
