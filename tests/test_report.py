@@ -163,3 +163,32 @@ def test_report_on_a_users_own_grid_says_what_it_read(tiny_dir, tmp_path, capsys
     assert f"`{recs}/`" in md and "## mine (2 cells)" in md and "Table 3" not in md
     assert md.count("| tiny-mf-") == 2
     assert main(["report", "--records", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_budget_stopped_cells_say_how_far_they_got_and_what_finishing_costs(tmp_path):
+    from ssmrec.experiments.budget import cost_lines, plot_curves, trend
+    from ssmrec.experiments.records import Record
+
+    def rec(cell, loss, stop, epochs, best, values, model="mf", per=10.0):
+        hist = [{"epoch": 5 * (k + 1), "recall@20": v} for k, v in enumerate(values)]
+        return Record(tmp_path / f"{cell}.json", {
+            "cell": cell, "settings": {"loss": loss, "dataset": "gowalla", "model": model, "patience": 4,
+                                       "eval_every": 5},
+            "metrics": {"metric": "recall@20", "stop_reason": stop, "epochs_run": epochs, "best_epoch": best,
+                        "test": {"recall@20": max(values)}, "seconds_per_epoch": per},
+            "history": hist, "env": {"cpu": "cpu", "threads": 1}})
+
+    cut = rec("gowalla-mf-bpr-s0-aaaa0001", "bpr", "time_budget", 20, 20, [0.10, 0.11, 0.12, 0.13])
+    done = [rec(f"gowalla-mf-bpr-s{k}-aaaa000{k + 2}", "bpr", "early_stopped", e, e - 20, [0.1, 0.2])
+            for k, e in enumerate((100, 120, 140))]
+    assert trend(cut) == pytest.approx((0.13 - 0.10) / 15 * 10)
+    lines = cost_lines([cut, *done], [cut, *done])
+    assert len(lines) == 3  # header, rule, the one budget-stopped cell
+    # median of the converged runs 120 epochs -> 100 more, at 10 s an epoch: 0.3 h
+    assert ("| gowalla-mf-bpr-s0-aaaa0001 | 20 (20) | 0.1300 | +0.0200 (still rising) | 10.0 (cpu (1 thr)) | "
+            "~100 more epochs (converged runs, same model: median 120 epochs over 3; patience window 20), "
+            "~0.3 h at its s / epoch |") in lines[2]
+    lonely = rec("gowalla-mf-ssm-s0-aaaa0009", "ssm", "time_budget", 10, 10, [0.1, 0.12])
+    assert "no converged run of this loss" in cost_lines([lonely], [lonely])[2]
+    assert cost_lines(done, done) == []
+    assert plot_curves([cut], tmp_path / "c.png").exists()

@@ -602,6 +602,11 @@ class Report:
         t3, t4, t5 = self.table3(), self.table4(), self.table5()
         f1, ho, cv, cl = self.figure1(), self.holdout(), self.convergence(), self.claims()
         found = self.findings()
+        from ssmrec.experiments.budget import cost_lines, plot_curves
+
+        used = list(self.used.values())
+        budget = cost_lines(used, self.records)
+        budget_fig = plot_curves(used, self.fig / "budget_stopped.png")
         md = [
             "# Reproducing *On the Effectiveness of Sampled Softmax Loss for Item Recommendation*",
             "",
@@ -665,6 +670,12 @@ class Report:
             "## Where we differ from the paper by more than 2%",
             "",
             *([f"- {g}" for g in self.gaps] or ["Nowhere."]),
+            "",
+            "## Cells stopped by their budget: how far they got, what finishing costs",
+            "",
+            *(budget or ["None: every cell in the tables above stopped on its early-stopping criterion."]),
+            *(["", "Their curves: ![budget-stopped runs](figures/budget_stopped.png). `ssmrec experiment GRID "
+               "--extend` continues them (resuming their run where it is on the machine)."] if budget_fig else []),
             "",
             "## Run index",
             "",

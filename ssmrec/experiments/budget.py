@@ -1,0 +1,100 @@
+"""The cells a time budget stopped: how far each got, its curve, and what finishing would cost.
+
+For every record the report uses whose run ended on its budget (``time_budget``): the epochs
+run and the best epoch, the selection metric at the last evaluations (still rising or flat), the
+training seconds per epoch on its machine, and an estimate of what running it to its early stop
+would take. The estimate comes from our own records only: the epochs that the early-stopped runs
+of the same loss on the same dataset needed (their median), at the cell's own seconds per epoch;
+where no run of that loss converged, the report says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from ssmrec.experiments.records import Record
+
+
+def curve(r: Record) -> tuple[list[int], list[float]]:
+    """``(epochs, metric)`` of a run's evaluations."""
+    metric = r.m["metric"]
+    points = [(h["epoch"], h[metric]) for h in r.data.get("history", []) if metric in h]
+    return [e for e, _ in points], [v for _, v in points]
+
+
+def trend(r: Record, last: int = 4) -> float | None:
+    """Gain of the selection metric per 10 epochs over the last ``last`` evaluations."""
+    epochs, values = curve(r)
+    if len(epochs) < 2:
+        return None
+    e, v = epochs[-last:], values[-last:]
+    return (v[-1] - v[0]) / max(e[-1] - e[0], 1) * 10
+
+
+def converged_epochs(records: list[Record], like: Record) -> tuple[list[int], str]:
+    """Epochs that the early-stopped runs of ``like``'s loss on its dataset ran: those of its own
+    model if any, else of any model (and which of the two it is)."""
+    runs = [r for r in records if r.s.get("loss") == like.s.get("loss") and r.s.get("dataset") == like.s.get("dataset")
+            and r.m.get("stop_reason") == "early_stopped"]
+    own = [r for r in runs if r.s.get("model") == like.s.get("model")]
+    return ([r.m["epochs_run"] for r in own], "same model") if own else ([r.m["epochs_run"] for r in runs], "any model")
+
+
+def cost_lines(used: list[Record], every: list[Record]) -> list[str]:
+    """Markdown table of the budget-stopped records among ``used``; ``every`` is where the
+    converged runs that set the estimate are looked for."""
+    stopped = sorted({id(r): r for r in used if r.m.get("stop_reason") == "time_budget"}.values(),
+                     key=lambda r: r.data["cell"])
+    if not stopped:
+        return []
+    lines = ["| cell | epochs run (best) | Recall@20 at stop | last evaluations: gain / 10 epochs | s / epoch "
+             "(machine) | to its early stop (estimate from our converged runs of that loss) |",
+             "|---|---|---|---|---|---|"]
+    for r in stopped:
+        slope = trend(r)
+        ran, best = r.m["epochs_run"], r.m["best_epoch"]
+        need, which = converged_epochs(every, r)
+        per = r.m.get("seconds_per_epoch") or 0.0
+        # at least a patience window after the best epoch, else as long as converged runs took
+        window = int(r.s.get("patience", 10)) * int(r.s.get("eval_every", 1))
+        if need:
+            median = int(statistics.median(need))
+            more = max(median - ran, best + window - ran, 1)
+            estimate = (f"~{more} more epochs (converged runs, {which}: median {median} epochs over {len(need)}; "
+                        f"patience window {window}), ~{more * per / 3600:.1f} h at its s / epoch")
+        else:
+            estimate = "no converged run of this loss on this dataset yet to estimate from"
+        state = "still rising" if slope is not None and slope > 0 else "flat or falling"
+        shown = f"{slope:+.4f} ({state})" if slope is not None else "—"
+        lines.append(f"| {r.data['cell']} | {ran} ({r.m['best_epoch']}) | {r.test(r.m['metric']):.4f} | {shown} | "
+                     f"{per:.1f} ({r.machine}) | {estimate} |")
+    return lines
+
+
+def plot_curves(used: list[Record], path: Path) -> Path | None:
+    """The budget-stopped runs' selection-metric curves, one panel per dataset."""
+    stopped = {id(r): r for r in used if r.m.get("stop_reason") == "time_budget"}
+    if not stopped:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r.s.get("dataset") for r in stopped.values()})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for r in sorted(stopped.values(), key=lambda r: r.data["cell"]):
+            if r.s.get("dataset") != ds:
+                continue
+            epochs, values = curve(r)
+            ax.plot(epochs, values, label=r.data["cell"].rsplit("-", 1)[0], lw=1.2)
+        ax.set_title(f"{ds}: runs stopped by their budget")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("Recall@20 (selection)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
