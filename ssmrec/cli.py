@@ -38,7 +38,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "tau": ("loss", "temperature of ssm / softmax and of the losses after the study"),
     "similarity": ("loss", "training similarity cos or ip (default: cos for ssm/softmax, ip for bpr/bce)"),
     "reg": ("loss", "L2 coefficient on the batch's layer-0 embeddings"),
-    "negatives": ("loss", "per-positive negatives for bpr / bce / ccl (default 1 / 4 / 800)"),
+    "negatives": ("loss", "per-positive negatives for bpr / bce / ccl (default 1 / 4 / 800); for ssm and the "
+                          "in-batch losses after the study, N sampled negatives per positive in place of the batch's "
+                          "other positives (default: in-batch)"),
     "mask_duplicates": ("loss", "ssm: mask in-batch copies of the positive item"),
     "mask_seen": ("loss", "ssm: mask candidates the user interacted with in train"),
     "extra_negatives": ("loss", "ssm: shared sampled negatives appended to the in-batch ones"),

@@ -5,6 +5,7 @@ dislike@K metric, and the leaderboard pages rendered from records."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -309,3 +310,63 @@ def test_known_dislikes_are_never_recommended(rated_file):
                 assert seen.contains(u, i).all(), (protocol, role)
         u, i = ds.dislikes["test"].pairs()
         assert not seen.contains(u, i).any()  # held-out dislikes stay rankable: dislike@K counts them
+
+
+# ----------------------------------------------------------------------------- per-row sampled negatives
+def test_ssm_with_per_row_negatives_matches_a_naive_loop():
+    from ssmrec.losses import SampledSoftmaxLoss
+
+    g = torch.Generator().manual_seed(0)
+    u, p, n = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((4, 5), (4, 5), (4, 3, 5)))
+    ids, neg_ids = torch.tensor([1, 2, 3, 4]), torch.tensor([[5, 1, 6], [2, 7, 8], [9, 9, 9], [4, 4, 0]])
+    for sim in ("cos", "ip"):
+        for mask in (False, True):
+            got = SampledSoftmaxLoss(0.5, sim, mask_duplicates=mask)(
+                u, p, item_ids=ids, row_negatives=n, row_negative_ids=neg_ids)
+            total = 0.0
+            for b in range(4):
+                def f(x):
+                    a = u[b] / u[b].norm() if sim == "cos" else u[b]
+                    y = x / x.norm() if sim == "cos" else x
+                    return float(a @ y) / 0.5
+                terms = [f(p[b])] + [f(n[b, j]) for j in range(3) if not (mask and neg_ids[b, j] == ids[b])]
+                total += -(terms[0] - math.log(sum(math.exp(t) for t in terms)))
+            assert float(got) == pytest.approx(total / 4, abs=1e-10), (sim, mask)
+    # hand value: ip, tau 1, one row: positive score 2, negatives 0 and 1 -> -log(e^2 / (e^2 + 1 + e))
+    one = SampledSoftmaxLoss(1.0, "ip")(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]]),
+                                        row_negatives=torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]))
+    assert float(one) == pytest.approx(-math.log(math.e ** 2 / (math.e ** 2 + 1 + math.e)), abs=1e-6)
+    u.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: SampledSoftmaxLoss(0.5)(x, p, row_negatives=n), (u,))
+
+
+def test_per_row_negatives_reach_every_in_batch_loss_and_train(tiny):
+    ssm, bsl = (build_loss(name, tau=0.2) for name in ("ssm", "bsl"))
+    g = torch.Generator().manual_seed(1)
+    u, p, n = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((3, 4), (3, 4), (3, 5, 4)))
+    # BSL with tau2 = 1 and its positive out of the sum, SSM with it in: ssm_b = softplus(bsl_b) (each row)
+    rows_ssm = torch.nn.functional.softplus(bsl.row_losses(u, p, row_negatives=n))
+    assert float(rows_ssm.mean()) == pytest.approx(float(ssm(u, p, row_negatives=n)), abs=1e-10)
+    for name in ("psl", "adaptau", "slk"):
+        assert torch.isfinite(build_loss(name, tau=0.2)(u, p, row_negatives=n))
+    for name in ("clogq", "ntr"):
+        with pytest.raises(ValueError, match="per-row sampled negatives"):
+            build_loss(name, tau=0.2)(u, p, row_negatives=n, logq=torch.zeros(3))
+    in_batch = Trainer(TrainConfig.from_dict({**BASE, "dataset": "tiny", "loss": "ssm", "epochs": 6}), tiny,
+                       write=False, echo=None).fit()
+    sampled = Trainer(TrainConfig.from_dict({**BASE, "dataset": "tiny", "loss": "ssm", "epochs": 6, "negatives": 50}),
+                      tiny, write=False, echo=None).fit()
+    assert sampled["test"]["recall@20"] > 0.15 and sampled["test"] != in_batch["test"]
+
+
+def test_per_row_negatives_settings_and_cell_ids():
+    from ssmrec.experiments.grid import result_settings
+
+    for clash, message in [({"extra_negatives": 8}, "extra_negatives"), ({"logq": True}, "logq"),
+                           ({"mask_seen": True}, "mask_seen")]:
+        with pytest.raises(ConfigError, match=f"negatives with loss ssm means 50 sampled negatives.*{message}"):
+            TrainConfig(loss="ssm", negatives=50, **clash)
+    # in-batch cells keep their ids: no negatives setting in their key, as before
+    assert "negatives" not in result_settings(TrainConfig(loss="ssm"))
+    assert result_settings(TrainConfig(loss="ssm", negatives=50))["negatives"] == 50
+    assert result_settings(TrainConfig(loss="bpr"))["negatives"] == 1

@@ -83,6 +83,8 @@ def result_settings(cfg: TrainConfig) -> dict[str, Any]:
         out["similarity"] = default_similarity(loss)
     if "negatives" in out and out["negatives"] is None:
         out["negatives"] = default_negatives(loss)
+    if "negatives" in out and not out["negatives"] and "extra_negatives" in loss_settings(loss):
+        del out["negatives"]  # an in-batch loss without sampled negatives: as before they could have any
     return out
 
 

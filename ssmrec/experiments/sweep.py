@@ -127,6 +127,9 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
     if base.nproc != 1:
         raise ConfigError(f"nproc: a sweep trains in one process (got nproc={base.nproc})")
     loss, model = canonical(base.loss), _model_key(base.model)
+    if base.negatives and "extra_negatives" in loss_settings(loss):
+        raise ConfigError(f"negatives: a sweep of {loss} trains on in-batch candidates; per-positive sampled "
+                          "negatives for it are a solo-run setting")
     own = loss_settings(loss) | MODEL_SETTINGS.get(model, set()) | {"seed", "reg"}
     known = TrainConfig.field_names()
     params = loss_parameters(loss)

@@ -274,10 +274,13 @@ class AdaptiveTemperatureLoss(nn.Module):
     def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, *, item_ids: torch.Tensor | None = None,
                 extra_reps: torch.Tensor | None = None, extra_ids: torch.Tensor | None = None,
                 logq: torch.Tensor | None = None, exclude: torch.Tensor | None = None,
-                target: torch.Tensor | None = None, user_ids: torch.Tensor | None = None, **_unused) -> torch.Tensor:
+                target: torch.Tensor | None = None, user_ids: torch.Tensor | None = None,
+                row_negatives: torch.Tensor | None = None, row_negative_ids: torch.Tensor | None = None,
+                **_unused) -> torch.Tensor:
         cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
                           exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates)
+                          mask_duplicates=self.mask_duplicates, row_negatives=row_negatives,
+                          row_negative_ids=row_negative_ids)
         s, mask, target = cand
         rows = torch.arange(s.shape[0], device=s.device)
         logits = s / self.row_temperatures(user_ids, s.shape[0], s).unsqueeze(1)

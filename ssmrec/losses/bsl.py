@@ -122,6 +122,8 @@ class BilateralSoftmaxLoss(nn.Module):
         exclude: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
         user_ids: torch.Tensor | None = None,
+        row_negatives: torch.Tensor | None = None,
+        row_negative_ids: torch.Tensor | None = None,
         **_unused,
     ) -> torch.Tensor:
         """The ``(B,)`` loss of each row (its mean is :meth:`forward`)."""
@@ -129,7 +131,8 @@ class BilateralSoftmaxLoss(nn.Module):
             raise ValueError("pool_positives needs user_ids")
         cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
                           exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=self.tau)
+                          mask_duplicates=self.mask_duplicates, tau=self.tau,
+                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
         logits = cand.scores
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)

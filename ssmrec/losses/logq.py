@@ -104,12 +104,17 @@ class CorrectedLogQLoss(nn.Module):
         exclude: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
         n_draws: int | None = None,
+        row_negatives: torch.Tensor | None = None,
+        row_negative_ids: torch.Tensor | None = None,
         **_unused,
     ) -> CorrectedLogQParts:
         """The per-row terms, probabilities and has-negative flags (arguments as :meth:`forward`)."""
         if logq is None:
             raise ValueError("the corrected logQ loss needs the sampling log-probabilities: pass logq, "
                              "the log expected count of each candidate (ssmrec.data.log_expected_counts)")
+        if row_negatives is not None:
+            raise ValueError("the corrected logQ loss corrects in-batch (and shared) sampling; per-row sampled "
+                             "negatives are not supported")
         cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
                           exclude=exclude, target=target, similarity=self.similarity,
                           mask_duplicates=self.mask_duplicates, tau=self.tau)

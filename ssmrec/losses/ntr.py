@@ -124,6 +124,9 @@ class NegativeFeedbackLoss(nn.Module):
         their log expected counts (required with ``logq``); ``neg_exclude`` ``(M, C + K)``
         candidates to drop per negative.
         """
+        if kwargs.get("row_negatives") is not None:
+            raise ValueError("NTR scores dislikes against the in-batch candidates; per-row sampled negatives are "
+                             "not supported")
         loss = self.ssm(user_reps, item_reps, **kwargs)
         if (neg_user_reps is None) != (neg_item_reps is None):
             raise ValueError("pass both neg_user_reps and neg_item_reps, or neither")

@@ -113,6 +113,8 @@ class PairwiseSoftmaxLoss(nn.Module):
         logq: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
+        row_negatives: torch.Tensor | None = None,
+        row_negative_ids: torch.Tensor | None = None,
         **_unused,
     ) -> torch.Tensor:
         """The ``(B,)`` loss of each row (its mean is :meth:`forward`)."""
@@ -120,7 +122,8 @@ class PairwiseSoftmaxLoss(nn.Module):
             raise ValueError("PSL has no logQ correction (the paper defines none); pass logq=None")
         cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
                           exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=1.0 / self.score_scale)
+                          mask_duplicates=self.mask_duplicates, tau=1.0 / self.score_scale,
+                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
         rows = torch.arange(cand.scores.shape[0], device=cand.scores.device)
         gaps = cand.scores - cand.scores[rows, cand.target].unsqueeze(1)
         log_sigma, zero = log_activation(gaps, self.activation)

@@ -205,11 +205,14 @@ class SoftmaxAtKLoss(nn.Module):
         exclude: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
         user_ids: torch.Tensor | None = None,
+        row_negatives: torch.Tensor | None = None,
+        row_negative_ids: torch.Tensor | None = None,
         **_unused,
     ) -> torch.Tensor:
         cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
                           exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=1.0)
+                          mask_duplicates=self.mask_duplicates, tau=1.0,
+                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
         raw = cand.scores
         rows = torch.arange(raw.shape[0], device=raw.device)
         logits = raw / self.tau

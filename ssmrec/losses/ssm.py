@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmrec.losses.similarity import check_similarity, score_matrix
+from ssmrec.losses.similarity import check_similarity, score_matrix, scores
 
 
 class Candidates(NamedTuple):
@@ -36,6 +36,8 @@ def candidates(
     exclude: torch.Tensor | None = None,
     target: torch.Tensor | None = None,
     mask_duplicates: bool = False,
+    row_negatives: torch.Tensor | None = None,
+    row_negative_ids: torch.Tensor | None = None,
 ) -> Candidates:
     """Score ``B`` rows against the ``C`` in-batch positives and ``K`` extra negatives, and work
     out which candidates each row must ignore: the in-batch softmax family shares this.
@@ -43,7 +45,17 @@ def candidates(
     ``item_ids`` / ``extra_ids`` are the candidates' item ids (needed by ``mask_duplicates``);
     ``exclude`` a ``(B, C + K)`` mask of further candidates to remove per row; ``target`` the
     column of each row's positive (default: row ``b``'s positive is column ``b``).
+
+    ``row_negatives`` ``(B, n, d)`` instead: each row's candidates are its own positive (row ``b``
+    of ``item_reps``, column 0, the target) and its own ``n`` sampled negatives, not the batch's
+    other positives (the setting of SimpleX and of BSL's MF); ``mask_duplicates`` then drops a
+    negative that is the row's positive (needs ``item_ids`` and ``row_negative_ids``). Extra
+    shared negatives, ``exclude`` and ``target`` do not apply.
     """
+    if row_negatives is not None:
+        return _row_candidates(user_reps, item_reps, row_negatives, similarity=similarity, tau=tau,
+                               item_ids=item_ids, row_negative_ids=row_negative_ids, mask_duplicates=mask_duplicates,
+                               refused={"extra_reps": extra_reps, "exclude": exclude, "target": target})
     cand = item_reps if extra_reps is None else torch.cat([item_reps, extra_reps])
     scores = score_matrix(user_reps, cand, similarity, tau)
     rows = torch.arange(scores.shape[0], device=scores.device)
@@ -60,6 +72,29 @@ def candidates(
         mask = mask.clone()
         mask[rows, target] = False
     return Candidates(scores, mask, target)
+
+
+def _row_candidates(user_reps: torch.Tensor, item_reps: torch.Tensor, row_negatives: torch.Tensor, *,
+                    similarity: str, tau: float, item_ids: torch.Tensor | None,
+                    row_negative_ids: torch.Tensor | None, mask_duplicates: bool,
+                    refused: dict[str, torch.Tensor | None]) -> Candidates:
+    """:func:`candidates` with per-row sampled negatives: ``(B, 1 + n)`` scores, positive first."""
+    given = [name for name, value in refused.items() if value is not None]
+    if given:
+        raise ValueError(f"row_negatives replace the in-batch candidates: {', '.join(given)} cannot be used with them")
+    if row_negatives.dim() != 3 or row_negatives.shape[0] != user_reps.shape[0]:
+        raise ValueError(f"row_negatives must be (B, n, d) with B = {user_reps.shape[0]}, "
+                         f"got {tuple(row_negatives.shape)}")
+    pos = scores(user_reps, item_reps, similarity, tau).unsqueeze(1)
+    neg = scores(user_reps, row_negatives, similarity, tau)
+    mask = None
+    if mask_duplicates:
+        if item_ids is None or row_negative_ids is None:
+            raise ValueError("mask_duplicates with row_negatives needs item_ids and row_negative_ids")
+        hit = row_negative_ids == item_ids.unsqueeze(1)
+        mask = torch.cat([torch.zeros_like(hit[:, :1]), hit], dim=1)
+    target = torch.zeros(user_reps.shape[0], dtype=torch.long, device=pos.device)
+    return Candidates(torch.cat([pos, neg], dim=1), mask, target)
 
 
 class SampledSoftmaxLoss(nn.Module):
@@ -115,13 +150,16 @@ class SampledSoftmaxLoss(nn.Module):
         logq: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
+        row_negatives: torch.Tensor | None = None,
+        row_negative_ids: torch.Tensor | None = None,
         **_unused,
     ) -> torch.Tensor:
         """The ``(B, C + K)`` masked, corrected logits of ``B`` rows against ``C`` in-batch and
         ``K`` extra candidates; the target of row ``b`` is column ``target[b]`` (default ``b``)."""
         cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
                           exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=self.tau)
+                          mask_duplicates=self.mask_duplicates, tau=self.tau,
+                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
         logits = cand.scores
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)
@@ -137,6 +175,8 @@ class SampledSoftmaxLoss(nn.Module):
 
     def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **kwargs) -> torch.Tensor:
         logits = self.logits(user_reps, item_reps, **kwargs)
+        if kwargs.get("row_negatives") is not None:  # each row: its positive (column 0), then its negatives
+            return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
         return F.cross_entropy(logits, self._target(logits, kwargs.get("target")))
 
 

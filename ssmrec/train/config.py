@@ -23,7 +23,8 @@ from ssmrec.errors import ConfigError  # re-exported
 # the settings only some losses / models use (the others ignore them); a loss or model missing
 # here uses none of them
 LOSS_SETTINGS: dict[str, set[str]] = {
-    "ssm": {"tau", "similarity", "mask_duplicates", "mask_seen", "extra_negatives", "negative_beta", "logq"},
+    "ssm": {"tau", "similarity", "mask_duplicates", "mask_seen", "extra_negatives", "negative_beta", "logq",
+            "negatives"},
     "softmax": {"tau", "similarity"},
     "bpr": {"similarity", "negatives"},
     "bce": {"similarity", "negatives"},
@@ -32,7 +33,7 @@ LOSS_SETTINGS: dict[str, set[str]] = {
 # the in-batch losses after the study share SSM's candidates; their own parameters are loss_params
 _IN_BATCH = LOSS_SETTINGS["ssm"] | {"loss_params"}
 LOSS_SETTINGS.update({"bsl": _IN_BATCH, "psl": _IN_BATCH - {"logq"}, "adaptau": _IN_BATCH, "slk": _IN_BATCH,
-                      "clogq": _IN_BATCH - {"logq"}, "ntr": _IN_BATCH})
+                      "clogq": _IN_BATCH - {"logq", "negatives"}, "ntr": _IN_BATCH - {"negatives"}})
 
 
 def loss_settings(loss: str) -> set[str]:
@@ -70,7 +71,9 @@ class TrainConfig(DataConfig):
         reg: L2 coefficient on the batch's layer-0 embeddings, divided by the batch's positives
             (default: 1e-5). bce's loss is a mean over all B (1 + n) labelled pairs and bpr's over
             its B n pairs, so against a per-positive sum ``reg`` weighs (1 + n), resp. n, times more.
-        negatives: per-positive negatives for bpr/bce/ccl (default: 1 / 4 / 800).
+        negatives: per-positive negatives for bpr/bce/ccl (default: 1 / 4 / 800); for ssm and the
+            in-batch losses after the study, N uniform unseen items per positive *in place of* the
+            batch's other positives (the setting of SimpleX and of BSL's MF) (default: none: in-batch).
         mask_duplicates: ssm: mask in-batch copies of the positive (default: False).
         mask_seen: ssm: mask candidates the user has interacted with in train (default: False).
         extra_negatives: ssm: shared sampled negatives added to the in-batch ones (default: 0).
@@ -283,6 +286,13 @@ class TrainConfig(DataConfig):
         if self.nproc > 1 and self.loss.lower() == "ntr":
             bad("nproc", "must be 1 with loss ntr: its dislikes are averaged per process, which would not sum to "
                 "the single-process loss")
+        if self.negatives and self.loss.lower() in LOSS_SETTINGS and "extra_negatives" in LOSS_SETTINGS[
+                self.loss.lower()]:  # an in-batch loss: its own sampled negatives replace the batch's
+            clash = [name for name, on in (("extra_negatives", self.extra_negatives), ("logq", self.logq),
+                                           ("mask_seen", self.mask_seen), ("nproc", self.nproc > 1)) if on]
+            if clash:
+                bad("negatives", f"with loss {self.loss} means {self.negatives} sampled negatives per positive in "
+                    f"place of the batch's other positives; it cannot be combined with {', '.join(clash)}")
         if self.negatives is not None and self.negatives < 1:
             bad("negatives", f"must be >= 1, got {self.negatives}")
         self._check_ratios(bad)

@@ -54,6 +54,15 @@ class Objective:
             all_u, all_i = model()
             main = self.loss(all_u[users], all_i, items)
             ego = model.ego(users, items)
+        elif self.kind == "in_batch" and batch.negatives is not None:
+            # per-row sampled negatives in place of the batch's other positives (``negatives``)
+            neg = batch.negatives
+            ids = torch.cat([items, neg.reshape(-1)])
+            u, c = model.batch_reps(users, ids)
+            main = self.loss(u, c[:b], item_ids=items, row_negatives=c[b:].view(b, neg.shape[1], c.shape[-1]),
+                             row_negative_ids=neg, user_ids=users, **self.loss_kwargs)
+            eu, ec = model.ego(users, ids)
+            ego = (eu, ec[:b], ec[b:])
         elif self.kind == "in_batch":
             cand = items if batch.shared is None else torch.cat([items, batch.shared])
             dislikes = getattr(self.loss, "uses_dislikes", False) and batch.dislike_users is not None
@@ -122,7 +131,7 @@ def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE,
     if getattr(loss, "uses_dislikes", False) and (dislikes is None or not dislikes.nnz):
         raise ConfigError(f"loss {name} learns from explicit negatives, and this data has none: read a rated file "
                           "with --positive-min and --negative-max (e.g. --positive-min 4 --negative-max 2)")
-    n_neg = (cfg.negatives or default_negatives(name)) if kind == "sampled" else 0
+    n_neg = (cfg.negatives or default_negatives(name)) if kind == "sampled" else (cfg.negatives or 0)
     shared_sampler = None
     if kind == "in_batch" and cfg.extra_negatives:
         shared_sampler = PopularityNegatives(train.item_degree, cfg.negative_beta)
