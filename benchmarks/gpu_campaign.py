@@ -47,6 +47,7 @@ QUEUE = [  # (grid, --only pattern, extra flags): the longest cells first (they 
     ("experiments/table3.toml", "yelp2018-lightgcn-*-bpr-*", ["--extend"]),  # ... at 15
     ("experiments/leaderboard.toml", "gowalla-lightgcn-*-s0-*", []),
     ("experiments/leaderboard.toml", "yelp2018-lightgcn-*-s0-*", []),
+    ("experiments/leaderboard.toml", "gowalla-mf-*-s0-*", []),
     ("experiments/table3.toml", "*-lightgcn-*-ssm-*", ["--extend"]),
     ("experiments/table4.toml", "gowalla-*", []),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s1-*", []),
