@@ -50,6 +50,7 @@ QUEUE = [  # (grid, --only pattern, extra flags): the longest cells first (they 
     ("experiments/leaderboard.toml", "gowalla-mf-*-s0-*", []),
     ("experiments/table3.toml", "*-lightgcn-*-ssm-*", ["--extend"]),
     ("experiments/table4.toml", "gowalla-*", []),
+    ("experiments/table2.toml", "*", []),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s1-*", []),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s2-*", []),
 ]

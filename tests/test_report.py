@@ -192,3 +192,15 @@ def test_budget_stopped_cells_say_how_far_they_got_and_what_finishing_costs(tmp_
     assert "no converged run of this loss" in cost_lines([lonely], [lonely])[2]
     assert cost_lines(done, done) == []
     assert plot_curves([cut], tmp_path / "c.png").exists()
+
+
+def test_table2_order_verdict():
+    from ssmrec.experiments.report import order_verdict
+
+    text = order_verdict({"bce": 0.10, "bpr": 0.12, "softmax": 0.15, "ccl": 0.152, "ssm": 0.14}, budget=False)
+    assert text == ("Against the paper's order BCE < BPR < SM ~ CCL < SSM: kept BCE < BPR, BPR < SM, BPR < CCL, "
+                    "SM ~ CCL (within 5%); broken SM < SSM, CCL < SSM.")
+    partial = order_verdict({"bpr": 0.12, "ssm": 0.14}, budget=True)
+    assert "Not enough losses" in partial
+    some = order_verdict({"bce": 0.1, "bpr": 0.12}, budget=True)
+    assert "Not recorded yet: SM, CCL, SSM." in some and "stopped by their budget" in some
