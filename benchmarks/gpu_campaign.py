@@ -51,6 +51,8 @@ QUEUE = [  # (grid, --only pattern, extra flags): the longest cells first (they 
     ("experiments/table3.toml", "*-lightgcn-*-ssm-*", ["--extend"]),
     ("experiments/table4.toml", "gowalla-*", []),
     ("experiments/table2.toml", "*", []),
+    ("experiments/layers.toml", "*-ssm-*", []),
+    ("experiments/layers.toml", "*-bpr-*", []),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s1-*", []),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s2-*", []),
 ]

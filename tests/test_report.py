@@ -205,3 +205,10 @@ def test_table2_order_verdict():
     assert "Not enough losses" in partial
     some = order_verdict({"bce": 0.1, "bpr": 0.12}, budget=True)
     assert "Not recorded yet: SM, CCL, SSM." in some and "stopped by their budget" in some
+
+
+def test_layer_search_section(tmp_path):
+    for layers, recall in ((1, 0.15), (2, 0.17), (3, 0.16)):
+        record(tmp_path, "layers", f"l{layers}", recall=recall, layers=layers)
+    text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
+    assert "| SSM | 0.1500 | **0.1700** | 0.1600 | — | 2 |" in text

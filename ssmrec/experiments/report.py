@@ -389,6 +389,27 @@ class Report:
             lines.append(order_verdict(compared, any(r.budget_stopped for rs in cells.values() for r in rs)))
         return lines
 
+    def layers(self) -> list[str]:
+        """LightGCN's layer search per loss (experiments/layers.toml): Recall@20 by layer count."""
+        lines = []
+        for ds in DATASETS:
+            rows = []
+            for loss in ("bpr", "ssm"):
+                found = {k: rs for k in (1, 2, 3, 4)
+                         if (rs := select(self.records, dataset=ds, protocol="paper", model="lightgcn", layers=k,
+                                          loss=loss, **default_similarity(loss)))}
+                if len(found) < 2:
+                    continue
+                self.use([r for rs in found.values() for r in rs])
+                best = max(found, key=lambda k: float(np.mean([r.test() for r in found[k]])))
+                cells = [f"**{fmt_cell(found[k], 'recall@20')}**" if k == best else fmt_cell(found[k], "recall@20")
+                         if k in found else "—" for k in (1, 2, 3, 4)]
+                rows.append(f"| {loss.upper()} | " + " | ".join(cells) + f" | {best} |")
+            if rows:
+                lines += ["", f"### {ds}", "", "| loss | 1 layer | 2 | 3 | 4 | best |", "|---|---|---|---|---|---|",
+                          *rows]
+        return lines
+
     def _plot_longtail(self, runs: dict[str, Record], dataset: str) -> None:
         import matplotlib
 
@@ -664,7 +685,7 @@ class Report:
         board = grid_records(self.records, self.grids_dir / "leaderboard.toml", "leaderboard")
         ntr = grid_records(self.records, self.grids_dir / "ntr.toml", "ntr")
         write_which_loss(board, self.out)
-        t3, t2, t4, t5 = self.table3(), self.table2(), self.table4(), self.table5()
+        t3, t2, t4, t5, lay = self.table3(), self.table2(), self.table4(), self.table5(), self.layers()
         f1, ho, cv, cl = self.figure1(), self.holdout(), self.convergence(), self.claims()
         found = self.findings()
         from ssmrec.experiments.budget import cost_lines, plot_curves
@@ -697,6 +718,9 @@ class Report:
             "",
             *(["Settings searched (Recall@20 of each value tried; the table shows the selected one):", "",
                *self.traces, ""] if self.traces else []),
+            "## LightGCN layers, searched per loss (Recall@20; † = stopped by its budget)",
+            *(lay or ["Not run yet: `experiments/layers.toml` (a GPU job for BPR)."]),
+            "",
             "## Table 2: LightGCN (1 layer) with each loss",
             *(t2 or ["No run yet."]),
             "",
