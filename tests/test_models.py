@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssmrec.data import Batch, Interactions, synthetic
-from ssmrec.losses import LOSSES
+from ssmrec.losses import LOSSES, kind_of
 from ssmrec.models import MF, SVDPP, LightGCN, build_model, propagation_matrix
 from ssmrec.train import TrainConfig, build_objective
 
@@ -115,7 +115,9 @@ MODEL_SETTINGS = {
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_contract_every_model_with_every_loss(graph, model_key, loss):
     settings = {"model": "mf", **MODEL_SETTINGS[model_key]}
-    cfg = TrainConfig.from_dict({**settings, "loss": loss, "dim": 8, "batch_size": 32, "negatives": 3,
+    # sampled losses: 3 negatives per positive; in-batch ones: the batch's other positives
+    negatives = {"negatives": 3} if kind_of(loss) == "sampled" else {}
+    cfg = TrainConfig.from_dict({**settings, "loss": loss, "dim": 8, "batch_size": 32, **negatives,
                                  "reg": 1e-4, "tau": 0.2, "seed": 0})
     torch.manual_seed(0)
     model = build_model(cfg.model, graph, cfg.dim, layers=cfg.layers, side=cfg.side, a0=cfg.a0, a1=cfg.a1)

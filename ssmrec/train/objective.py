@@ -131,7 +131,10 @@ def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE,
     if getattr(loss, "uses_dislikes", False) and (dislikes is None or not dislikes.nnz):
         raise ConfigError(f"loss {name} learns from explicit negatives, and this data has none: read a rated file "
                           "with --positive-min and --negative-max (e.g. --positive-min 4 --negative-max 2)")
-    n_neg = (cfg.negatives or default_negatives(name)) if kind == "sampled" else (cfg.negatives or 0)
+    if kind == "sampled":
+        n_neg = cfg.negatives or default_negatives(name)
+    else:  # an in-batch loss that takes per-row sampled negatives in place of the batch's (``negatives``)
+        n_neg = (cfg.negatives or 0) if "negatives" in loss_settings(name) and kind == "in_batch" else 0
     shared_sampler = None
     if kind == "in_batch" and cfg.extra_negatives:
         shared_sampler = PopularityNegatives(train.item_degree, cfg.negative_beta)
