@@ -273,8 +273,8 @@ def test_leaderboard_and_which_loss_pages(tmp_path):
                 0.29 + seed / 100, seed, dislike=0.05 + seed / 1000)
     ntr = [r for r in load_records(tmp_path / "records") if r.data["experiment"] == "ntr"]
     text = "\n".join(ntr_section(ntr))
-    assert "| SSM + NTR (weight 20) | 3 | 0.3000 ± 0.0100" in text
-    assert "- dislike@20: SSM + NTR (weight 20) vs SSM, paired t-test over seeds over 3 seeds: p = 0" in text
+    assert "| mf | SSM + NTR (weight 20) | 3 | 0.3000 ± 0.0100" in text
+    assert "- mf, dislike@20: SSM + NTR (weight 20) vs SSM, paired t-test over seeds over 3 seeds: p = 0" in text
 
 
 def test_only_takes_a_glob(tmp_path):

@@ -198,29 +198,30 @@ def leaderboard_section(records: list[Record]) -> list[str]:
 
 
 def ntr_section(runs: list[Record]) -> list[str]:
-    """SSM vs SSM + negative feedback on explicit data (the NTR grid's records): Recall@20 of
-    positives, dislike@20."""
+    """SSM vs SSM + negative feedback on explicit data (the NTR grid's records), per model: Recall@20
+    of positives, dislike@20, and paired tests of each NTR arm against SSM over seeds."""
     if not runs:
         return []
-    by: dict[str, dict[int, Record]] = defaultdict(dict)
+    by: dict[tuple[str, str], dict[int, Record]] = defaultdict(dict)
     for r in runs:
-        by[_ntr_arm(r)][int(r.s.get("seed", 0))] = r
-    lines = ["| objective | seeds | Recall@20 (held-out positives) | dislike@20 (held-out dislikes in the top 20; "
-             "lower is better) |", "|---|---|---|---|"]
-    for name, seeds in sorted(by.items()):
+        by[(r.s.get("model", "?"), _ntr_arm(r))][int(r.s.get("seed", 0))] = r
+    lines = ["| model | objective | seeds | Recall@20 (held-out positives) | dislike@20 (held-out dislikes in the top "
+             "20; lower is better) |", "|---|---|---|---|---|"]
+    for (model, name), seeds in sorted(by.items()):
         rec = summary([r.test("recall@20") for r in seeds.values()])
         dis = summary([r.test("dislike@20") for r in seeds.values() if "dislike@20" in r.m["test"]])
-        lines.append(f"| {name} | {rec['n']} | {_ms(rec)} | {_ms(dis)} |")
-    base = by.get(LABELS["ssm"])
+        lines.append(f"| {model} | {name} | {rec['n']} | {_ms(rec)} | {_ms(dis)} |")
     tests = []
-    for name, seeds in sorted(by.items()):
+    for (model, name), seeds in sorted(by.items()):
+        base = by.get((model, LABELS["ssm"]))
         if base is None or name == LABELS["ssm"]:
             continue
         for key in ("recall@20", "dislike@20"):
             t = paired_over_seeds({s: r.test(key) for s, r in seeds.items() if key in r.m["test"]},
                                   {s: r.test(key) for s, r in base.items() if key in r.m["test"]})
             if t:
-                tests.append(f"- {key}: {name} vs SSM, {t['test']} over {len(t['seeds'])} seeds: p = {t['p']:.3g}")
+                tests.append(f"- {model}, {key}: {name} vs SSM, {t['test']} over {len(t['seeds'])} seeds: "
+                             f"p = {t['p']:.3g}")
     return lines + ([""] + tests if tests else [])
 
 
