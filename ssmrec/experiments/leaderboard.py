@@ -20,9 +20,9 @@ import numpy as np
 from ssmrec.experiments.records import Record, _score
 from ssmrec.experiments.stats import paired_over_seeds, summary
 
-LOSS_ORDER = ("bpr", "ssm", "bsl", "adaptau", "psl", "slk", "clogq", "ssm+mixed")
+LOSS_ORDER = ("bpr", "ssm", "bsl", "adaptau", "psl", "slk", "ssm+logq", "clogq", "ssm+mixed")
 LABELS = {"bpr": "BPR", "ssm": "SSM", "bsl": "BSL", "adaptau": "Adap-τ", "psl": "PSL", "slk": "SL@K",
-          "clogq": "SSM + corrected logQ", "ssm+mixed": "SSM + mixed negatives"}
+          "ssm+logq": "SSM + logQ (standard)", "clogq": "SSM + corrected logQ", "ssm+mixed": "SSM + mixed negatives"}
 PUBLISHED = {  # (dataset, model, arm) -> (recall@20, ndcg@20, source) on the same (LightGCN) splits
     ("gowalla", "lightgcn", "bsl"): (0.1893, 0.1591, "BSL paper (ICDE 2024)"),
     ("yelp2018", "lightgcn", "bsl"): (0.0744, 0.0617, "BSL paper (ICDE 2024)"),
@@ -63,6 +63,8 @@ def arm_of(r: Record) -> str:
     loss = r.s.get("loss", "")
     if loss == "ssm" and r.s.get("extra_negatives"):
         return "ssm+mixed"
+    if loss == "ssm" and r.s.get("logq"):
+        return "ssm+logq"
     return loss
 
 
