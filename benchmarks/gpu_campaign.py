@@ -11,9 +11,10 @@ of the checkout and carry it (about 10 MB)::
     # device run: command "SSMREC_DATA=.campaign-data python3 benchmarks/gpu_campaign.py --budget 510",
     #             carry [".campaign-data"], timeout_s 560; the archive comes back under $OUT
 
-1. Timings (issue "tune and repeat at the cost of one run", part 3): one full training epoch of
-   MF + SSM, LightGCN-1 + SSM and LightGCN-3 + BPR on Gowalla, with the host sampler fetching the
-   loss every step and with the device sampler fetching it every 50 steps; ``timings.json``.
+1. Timings (issue "tune and repeat at the cost of one run"): one full training epoch of MF + SSM,
+   LightGCN-1 + SSM and LightGCN-3 + BPR on Gowalla, with the host sampler fetching the loss every
+   step, with the device sampler fetching it every 50 steps, and as a K = 8 sweep (seeds 0-7, one
+   stream of batches); ``timings.json``.
 2. Cells: ``ssmrec experiment`` processes (``--workers`` at once on the one GPU) take the queue
    below in order, each with ``--max-seconds`` set to the time left, so every cell that starts
    ends with a record (early-stopped, or marked as stopped by its budget) before the deadline.
@@ -85,6 +86,22 @@ def timings(dataset, device: str, out: Path) -> list[dict]:
                          "epoch_s": seconds[-1], "first_epoch_s": seconds[0], "batches": len(t.sampler),
                          "device": str(t.device)})
             print(json.dumps(rows[-1]), flush=True)
+            del t
+        # a K = 8 sweep (seeds 0-7) over the same batches: one epoch after a warm-up one
+        from ssmrec.experiments.sweep import Sweep
+
+        cfg = TrainConfig.from_dict(dict(dataset=dataset.name, model=model, layers=layers, loss=loss, device=device,
+                                         progress=False, epochs=2))
+        sweep = Sweep(cfg, [{"seed": k} for k in range(8)], dataset, echo=None)
+        seconds = []
+        for epoch in range(2):
+            if sweep.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(sweep.train_epoch(epoch))
+        rows.append({"model": model, "layers": layers, "loss": loss, "sweep_members": 8, "epoch_s": seconds[-1],
+                     "first_epoch_s": seconds[0], "device": str(sweep.device)})
+        print(json.dumps(rows[-1]), flush=True)
+        del sweep
     (out / "timings.json").write_text(json.dumps(rows, indent=1))
     return rows
 
