@@ -1,5 +1,5 @@
 """Several processes compute what one process computes: training steps (SSM, SSM with its
-options, BPR, full softmax), evaluation (exactly), a run resumed from its checkpoint, ``--nproc``
+options, BPR, full softmax, BSL, PSL, corrected logQ), evaluation (exactly), a run resumed from its checkpoint, ``--nproc``
 through the CLI, and a failing worker (a clear error, no hang). Two gloo processes on the CPU,
 small data; each launch costs two interpreter start-ups, so the checks share launches."""
 
@@ -32,6 +32,10 @@ SCENARIOS = {
                     "negative_beta": 0.5},
     "bpr": {"loss": "bpr"},
     "softmax": {"loss": "softmax"},
+    # the in-batch losses after the study: the gathered candidates and each row's target column
+    "bsl": {"loss": "bsl", "loss_params": {"tau2": 0.8}},
+    "psl": {"loss": "psl"},
+    "clogq": {"loss": "clogq", "mask_duplicates": True},
 }
 
 
