@@ -10,7 +10,7 @@ from scipy.special import lambertw
 from torch import nn
 
 from ssmrec.losses.similarity import check_similarity
-from ssmrec.losses.ssm import candidates
+from ssmrec.losses.ssm import loss_candidates
 
 Z_MIN = -1.0 / math.e
 """Lower clip of the Lambert W argument: the branch point, where W = -1 (tau_u = tau_0 / e)."""
@@ -271,16 +271,9 @@ class AdaptiveTemperatureLoss(nn.Module):
             logits = logits.masked_fill(mask, float("-inf"))
         return F.cross_entropy(logits, target, reduction="none")
 
-    def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, *, item_ids: torch.Tensor | None = None,
-                extra_reps: torch.Tensor | None = None, extra_ids: torch.Tensor | None = None,
-                logq: torch.Tensor | None = None, exclude: torch.Tensor | None = None,
-                target: torch.Tensor | None = None, user_ids: torch.Tensor | None = None,
-                row_negatives: torch.Tensor | None = None, row_negative_ids: torch.Tensor | None = None,
-                **_unused) -> torch.Tensor:
-        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
-                          exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, row_negatives=row_negatives,
-                          row_negative_ids=row_negative_ids)
+    def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, *, logq: torch.Tensor | None = None,
+                user_ids: torch.Tensor | None = None, **batch) -> torch.Tensor:
+        cand = loss_candidates(self, user_reps, item_reps, batch)
         s, mask, target = cand
         rows = torch.arange(s.shape[0], device=s.device)
         logits = s / self.row_temperatures(user_ids, s.shape[0], s).unsqueeze(1)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ssmrec.losses.similarity import check_similarity
-from ssmrec.losses.ssm import Candidates, candidates
+from ssmrec.losses.ssm import Candidates, loss_candidates
 
 
 def drop_positive(cand: Candidates) -> torch.Tensor:
@@ -115,24 +115,14 @@ class BilateralSoftmaxLoss(nn.Module):
         user_reps: torch.Tensor,
         item_reps: torch.Tensor,
         *,
-        item_ids: torch.Tensor | None = None,
-        extra_reps: torch.Tensor | None = None,
-        extra_ids: torch.Tensor | None = None,
         logq: torch.Tensor | None = None,
-        exclude: torch.Tensor | None = None,
-        target: torch.Tensor | None = None,
         user_ids: torch.Tensor | None = None,
-        row_negatives: torch.Tensor | None = None,
-        row_negative_ids: torch.Tensor | None = None,
-        **_unused,
+        **batch,
     ) -> torch.Tensor:
         """The ``(B,)`` loss of each row (its mean is :meth:`forward`)."""
         if self.pool_positives and user_ids is None:
             raise ValueError("pool_positives needs user_ids")
-        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
-                          exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=self.tau,
-                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
+        cand = loss_candidates(self, user_reps, item_reps, batch, tau=self.tau)
         logits = cand.scores
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ssmrec.losses.similarity import check_similarity
-from ssmrec.losses.ssm import candidates
+from ssmrec.losses.ssm import loss_candidates
 
 
 class CorrectedLogQParts(NamedTuple):
@@ -97,16 +97,10 @@ class CorrectedLogQLoss(nn.Module):
         user_reps: torch.Tensor,
         item_reps: torch.Tensor,
         *,
-        item_ids: torch.Tensor | None = None,
-        extra_reps: torch.Tensor | None = None,
-        extra_ids: torch.Tensor | None = None,
         logq: torch.Tensor | None = None,
-        exclude: torch.Tensor | None = None,
-        target: torch.Tensor | None = None,
         n_draws: int | None = None,
         row_negatives: torch.Tensor | None = None,
-        row_negative_ids: torch.Tensor | None = None,
-        **_unused,
+        **batch,
     ) -> CorrectedLogQParts:
         """The per-row terms, probabilities and has-negative flags (arguments as :meth:`forward`)."""
         if logq is None:
@@ -115,9 +109,7 @@ class CorrectedLogQLoss(nn.Module):
         if row_negatives is not None:
             raise ValueError("the corrected logQ loss corrects in-batch (and shared) sampling; per-row sampled "
                              "negatives are not supported")
-        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
-                          exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=self.tau)
+        cand = loss_candidates(self, user_reps, item_reps, batch, tau=self.tau)
         s, tgt = cand.scores, cand.target
         rows = torch.arange(s.shape[0], device=s.device)
         n = s.shape[1] if n_draws is None else n_draws

@@ -10,7 +10,7 @@ from torch import nn
 
 from ssmrec.losses.bsl import drop_positive, masked_logsumexp, negatives_logsumexp
 from ssmrec.losses.similarity import check_similarity
-from ssmrec.losses.ssm import candidates
+from ssmrec.losses.ssm import loss_candidates
 
 ACTIVATIONS = ("tanh", "atan", "relu", "exp")
 
@@ -107,23 +107,13 @@ class PairwiseSoftmaxLoss(nn.Module):
         user_reps: torch.Tensor,
         item_reps: torch.Tensor,
         *,
-        item_ids: torch.Tensor | None = None,
-        extra_reps: torch.Tensor | None = None,
-        extra_ids: torch.Tensor | None = None,
         logq: torch.Tensor | None = None,
-        exclude: torch.Tensor | None = None,
-        target: torch.Tensor | None = None,
-        row_negatives: torch.Tensor | None = None,
-        row_negative_ids: torch.Tensor | None = None,
-        **_unused,
+        **batch,
     ) -> torch.Tensor:
         """The ``(B,)`` loss of each row (its mean is :meth:`forward`)."""
         if logq is not None:
             raise ValueError("PSL has no logQ correction (the paper defines none); pass logq=None")
-        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
-                          exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=1.0 / self.score_scale,
-                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
+        cand = loss_candidates(self, user_reps, item_reps, batch, tau=1.0 / self.score_scale)
         rows = torch.arange(cand.scores.shape[0], device=cand.scores.device)
         gaps = cand.scores - cand.scores[rows, cand.target].unsqueeze(1)
         log_sigma, zero = log_activation(gaps, self.activation)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssmrec.losses.similarity import check_similarity
-from ssmrec.losses.ssm import candidates
+from ssmrec.losses.ssm import loss_candidates
 
 
 def _positive_int(name: str, value, minimum: int) -> int:
@@ -198,21 +198,11 @@ class SoftmaxAtKLoss(nn.Module):
         user_reps: torch.Tensor,
         item_reps: torch.Tensor,
         *,
-        item_ids: torch.Tensor | None = None,
-        extra_reps: torch.Tensor | None = None,
-        extra_ids: torch.Tensor | None = None,
         logq: torch.Tensor | None = None,
-        exclude: torch.Tensor | None = None,
-        target: torch.Tensor | None = None,
         user_ids: torch.Tensor | None = None,
-        row_negatives: torch.Tensor | None = None,
-        row_negative_ids: torch.Tensor | None = None,
-        **_unused,
+        **batch,
     ) -> torch.Tensor:
-        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
-                          exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=1.0,
-                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
+        cand = loss_candidates(self, user_reps, item_reps, batch, tau=1.0)
         raw = cand.scores
         rows = torch.arange(raw.shape[0], device=raw.device)
         logits = raw / self.tau

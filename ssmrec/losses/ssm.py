@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +72,18 @@ def candidates(
         mask = mask.clone()
         mask[rows, target] = False
     return Candidates(scores, mask, target)
+
+
+CANDIDATE_ARGS = ("item_ids", "extra_reps", "extra_ids", "exclude", "target", "row_negatives", "row_negative_ids")
+"""The keyword arguments of an in-batch loss that say what its candidates are (see :func:`candidates`)."""
+
+
+def loss_candidates(loss: nn.Module, user_reps: torch.Tensor, item_reps: torch.Tensor, batch: dict[str, Any],
+                    tau: float = 1.0) -> Candidates:
+    """:func:`candidates` with a loss's ``similarity`` and ``mask_duplicates``, from the keyword
+    arguments its ``forward`` received (``batch``; the others are the loss's own business)."""
+    return candidates(user_reps, item_reps, similarity=loss.similarity, mask_duplicates=loss.mask_duplicates, tau=tau,
+                      **{name: batch.get(name) for name in CANDIDATE_ARGS})
 
 
 def _row_candidates(user_reps: torch.Tensor, item_reps: torch.Tensor, row_negatives: torch.Tensor, *,
@@ -144,22 +156,15 @@ class SampledSoftmaxLoss(nn.Module):
         user_reps: torch.Tensor,
         item_reps: torch.Tensor,
         *,
-        item_ids: torch.Tensor | None = None,
-        extra_reps: torch.Tensor | None = None,
-        extra_ids: torch.Tensor | None = None,
         logq: torch.Tensor | None = None,
-        exclude: torch.Tensor | None = None,
-        target: torch.Tensor | None = None,
-        row_negatives: torch.Tensor | None = None,
-        row_negative_ids: torch.Tensor | None = None,
-        **_unused,
+        **batch,
     ) -> torch.Tensor:
         """The ``(B, C + K)`` masked, corrected logits of ``B`` rows against ``C`` in-batch and
-        ``K`` extra candidates; the target of row ``b`` is column ``target[b]`` (default ``b``)."""
-        cand = candidates(user_reps, item_reps, item_ids=item_ids, extra_reps=extra_reps, extra_ids=extra_ids,
-                          exclude=exclude, target=target, similarity=self.similarity,
-                          mask_duplicates=self.mask_duplicates, tau=self.tau,
-                          row_negatives=row_negatives, row_negative_ids=row_negative_ids)
+        ``K`` extra candidates; the target of row ``b`` is column ``target[b]`` (default ``b``).
+        ``batch``: the candidates' keywords, :data:`CANDIDATE_ARGS` (``item_ids``, ``extra_reps``,
+        ``extra_ids``, ``exclude``, ``target``, ``row_negatives``, ``row_negative_ids``; see
+        :func:`candidates`); others (``user_ids``...) are ignored."""
+        cand = loss_candidates(self, user_reps, item_reps, batch, tau=self.tau)
         logits = cand.scores
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)
