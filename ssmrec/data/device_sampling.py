@@ -41,7 +41,7 @@ def batch_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0])
 
 
-class DeviceSampler:
+class DeviceSampler(PairSampler):
     """Shuffled positive pairs in mini-batches with their negatives, made on ``device``.
 
     The interface of :class:`~ssmrec.data.sampling.PairSampler` (same arguments, ``len``,
@@ -83,22 +83,10 @@ class DeviceSampler:
         device: torch.device | str = "cpu",
         rounds: int = 2,
     ):
-        if train.nnz == 0:
-            raise DataError(f"{train.name or 'train'}: no training pairs")
-        if batch_size < 1:
-            raise DataError(f"batch_size must be positive, got {batch_size}")
         if rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
-        self.train = train
-        self.batch_size = batch_size
-        self.n_negatives = n_negatives
-        self.n_shared = n_shared
-        self.shared_sampler = shared_sampler or (PopularityNegatives(train.item_degree, 0.0)
-                                                 if n_shared else None)
-        self.exclude_seen = exclude_seen
-        self.seed = seed
-        self.drop_last = drop_last
-        self.dislikes = dislikes if dislikes is not None and dislikes.nnz else None
+        super().__init__(train, batch_size, n_negatives=n_negatives, n_shared=n_shared, shared_sampler=shared_sampler,
+                         exclude_seen=exclude_seen, seed=seed, drop_last=drop_last, dislikes=dislikes)
         self.device = torch.device(device)
         self.rounds = rounds
         put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
@@ -130,10 +118,6 @@ class DeviceSampler:
                    shared_sampler=host.shared_sampler, exclude_seen=host.exclude_seen, seed=host.seed,
                    drop_last=host.drop_last, dislikes=getattr(host, "dislikes", None), device=device,
                    rounds=rounds)
-
-    def __len__(self) -> int:
-        n = self.train.nnz
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _generator(self, *entropy: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
