@@ -212,3 +212,18 @@ def test_layer_search_section(tmp_path):
         record(tmp_path, "layers", f"l{layers}", recall=recall, layers=layers)
     text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
     assert "| SSM | 0.1500 | **0.1700** | 0.1600 | — | 2 |" in text
+
+
+def test_relative_improvement_interval_by_paired_bootstrap():
+    from ssmrec.experiments.stats import relative_improvement_interval
+
+    rng = np.random.default_rng(0)
+    b = rng.random(4000)
+    a = b * 1.2  # exactly +20% for every user: every resample gives +20%
+    lo, hi = relative_improvement_interval(a, b, resamples=200)
+    assert lo == pytest.approx(0.2) and hi == pytest.approx(0.2)
+    noisy = b * 1.1 + rng.normal(0, 0.05, b.size)
+    lo, hi = relative_improvement_interval(noisy, b, resamples=500)
+    assert lo < noisy.mean() / b.mean() - 1 < hi and hi - lo < 0.05
+    with pytest.raises(ValueError, match="same users"):
+        relative_improvement_interval(a[:10], b)

@@ -42,3 +42,18 @@ def paired_over_users(a: np.ndarray, b: np.ndarray) -> dict | None:
         return None
     res = stats.wilcoxon(a, b, zero_method="wilcox")
     return {"test": "Wilcoxon signed-rank over users", "users": int(a.size), "p": float(res.pvalue)}
+
+
+def relative_improvement_interval(a: np.ndarray, b: np.ndarray, *, resamples: int = 2000, seed: int = 0,
+                                  level: float = 0.95) -> tuple[float, float]:
+    """Paired bootstrap interval of ``mean(a) / mean(b) - 1`` over users (the same users, in the
+    same order, in ``a`` and ``b``): users are resampled with replacement ``resamples`` times."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("the two runs must give values for the same users")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(resamples, a.size))
+    ri = a[idx].mean(1) / b[idx].mean(1) - 1
+    lo, hi = np.quantile(ri, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
