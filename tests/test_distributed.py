@@ -1,7 +1,8 @@
 """Several processes compute what one process computes: training steps (SSM, SSM with its
-options, BPR, full softmax, BSL, PSL, corrected logQ), evaluation (exactly), a run resumed from its checkpoint, ``--nproc``
-through the CLI, and a failing worker (a clear error, no hang). Two gloo processes on the CPU,
-small data; each launch costs two interpreter start-ups, so the checks share launches."""
+options, BPR, full softmax, BSL, PSL, corrected logQ), evaluation (exactly), a run resumed from
+its checkpoint, ``--nproc`` through the CLI, and a failing worker (a clear error, no hang). Two
+gloo processes on the CPU, small data; each launch costs two interpreter start-ups, so the checks
+share launches."""
 
 from __future__ import annotations
 
