@@ -325,9 +325,9 @@ def test_ssm_with_per_row_negatives_matches_a_naive_loop():
                 u, p, item_ids=ids, row_negatives=n, row_negative_ids=neg_ids)
             total = 0.0
             for b in range(4):
-                def f(x, row=u[b]):
-                    a = row / row.norm() if sim == "cos" else row
-                    y = x / x.norm() if sim == "cos" else x
+                def f(x, row=u[b], cos=sim == "cos"):
+                    a = row / row.norm() if cos else row
+                    y = x / x.norm() if cos else x
                     return float(a @ y) / 0.5
                 terms = [f(p[b])] + [f(n[b, j]) for j in range(3) if not (mask and neg_ids[b, j] == ids[b])]
                 total += -(terms[0] - math.log(sum(math.exp(t) for t in terms)))
