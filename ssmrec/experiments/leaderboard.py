@@ -116,7 +116,8 @@ def _show(v: Any) -> str:
 
 def grid_records(records: list[Record], grid_path: str | Path, experiment: str) -> list[Record]:
     """The records of a grid's cells: a cell shares its record with an identical cell of another grid
-    (same settings, same id hash), so they are found by hash; without the grid file, by experiment name."""
+    (same settings, same id hash), so they are found by hash, the longest run of a cell where there
+    are several (one continued with ``--extend``); without the grid file, by experiment name."""
     path = Path(grid_path)
     if not path.exists():
         return [r for r in records if r.data.get("experiment") == experiment]
@@ -126,7 +127,11 @@ def grid_records(records: list[Record], grid_path: str | Path, experiment: str) 
     chosen: dict[str, Record] = {}
     for r in records:
         digest = str(r.data.get("cell", "")).rsplit("-", 1)[-1]
-        if digest in digests and (digest not in chosen or r.data.get("experiment") == experiment):
+        if digest not in digests:
+            continue
+        rank = (r.m.get("epochs_run", 0), r.data.get("experiment") == experiment)
+        old = chosen.get(digest)
+        if old is None or rank > (old.m.get("epochs_run", 0), old.data.get("experiment") == experiment):
             chosen[digest] = r
     return list(chosen.values())
 
