@@ -370,3 +370,24 @@ def test_per_row_negatives_settings_and_cell_ids():
     assert "negatives" not in result_settings(TrainConfig(loss="ssm"))
     assert result_settings(TrainConfig(loss="ssm", negatives=50))["negatives"] == 50
     assert result_settings(TrainConfig(loss="bpr"))["negatives"] == 1
+
+
+def test_a_grids_records_are_found_by_hash_longest_run_first(tmp_path):
+    from ssmrec.experiments.grid import load_grid
+    from ssmrec.experiments.leaderboard import grid_records
+    from ssmrec.experiments.records import load_records
+
+    grid = tmp_path / "g.toml"
+    grid.write_text('name = "lb"\n[base]\ndataset = "gowalla"\nmodel = "mf"\n[[cell]]\nloss = ["ssm", "bpr"]\n')
+    ssm, bpr = load_grid(grid).cells
+    _record(tmp_path, "table3", ssm.id, {"loss": "ssm"}, 0.10)  # shared from another grid
+    short, long = (tmp_path / "records" / g / f"{bpr.id}.json" for g in ("table3", "l2"))
+    _record(tmp_path, "table3", bpr.id, {"loss": "bpr"}, 0.11)
+    _record(tmp_path, "l2", bpr.id, {"loss": "bpr"}, 0.12)
+    data = json.loads(long.read_text())
+    data["metrics"]["epochs_run"] = 400  # the run continued with --extend
+    long.write_text(json.dumps(data))
+    _record(tmp_path, "other", "gowalla-mf-ssm-s0-ffffffff", {"loss": "ssm"}, 0.5)  # not a cell of the grid
+    found = grid_records(load_records(tmp_path / "records"), grid, "lb")
+    assert sorted(r.test() for r in found) == [0.10, 0.12]
+    assert short.exists()
