@@ -391,3 +391,23 @@ def test_a_grids_records_are_found_by_hash_longest_run_first(tmp_path):
     found = grid_records(load_records(tmp_path / "records"), grid, "lb")
     assert sorted(r.test() for r in found) == [0.10, 0.12]
     assert short.exists()
+
+
+def test_report_headlines_from_the_leaderboard_and_ntr(tmp_path):
+    from ssmrec.experiments.leaderboard import headlines
+    from ssmrec.experiments.records import load_records
+
+    base = {"dataset": "gowalla", "model": "mf"}
+    for loss, recall in (("bpr", 0.15), ("ssm", 0.12), ("clogq", 0.17)):
+        _record(tmp_path, "leaderboard", f"gowalla-mf-{loss}-s0-aaaa00{len(loss)}", {**base, "loss": loss}, recall)
+    for seed in range(3):
+        _record(tmp_path, "ntr", f"ml-mf-ssm-s{seed}-bbbb0001", {"dataset": "ml", "model": "mf", "loss": "ssm"},
+                0.1, seed, dislike=0.05 + seed / 1000)
+        _record(tmp_path, "ntr", f"ml-mf-ntr-s{seed}-bbbb0002",
+                {"dataset": "ml", "model": "mf", "loss": "ntr", "loss_params": {"weight": 100.0}}, 0.1, seed,
+                dislike=0.04 + seed / 1000)
+    rs = load_records(tmp_path / "records")
+    lines = headlines([r for r in rs if r.data["experiment"] == "leaderboard"],
+                      [r for r in rs if r.data["experiment"] == "ntr"])
+    assert "gowalla mf: SSM + corrected logQ 0.1700, +41.7% over SSM (of 3 losses run)" in lines[0]
+    assert "mf SSM + NTR (weight 100): dislike@20 0.0510 → 0.0410 (-20%, p = 0)" in lines[1]

@@ -320,3 +320,42 @@ def write_which_loss(records: list[Record], out_dir: str | Path) -> Path:
     path = Path(out_dir) / "WHICH_LOSS.md"
     path.write_text("\n".join(which_loss(records)) + "\n")
     return path
+
+
+def headlines(board: list[Record], ntr: list[Record]) -> list[str]:
+    """Lines for the report's summary: the best loss per dataset x model so far, and what NTR did."""
+    out = []
+    found = arms(board)
+    best = []
+    for ds, model in sorted({k[:2] for k in found}):
+        group = [a for k, a in found.items() if k[:2] == (ds, model)]
+        if len(group) < 3:  # BPR and SSM alone are Table 3's story
+            continue
+        top = max(group, key=lambda a: a.mean()["mean"])
+        base = found.get((ds, model, "ssm"))
+        vs = (f", {(top.mean()['mean'] - base.mean()['mean']) / base.mean()['mean']:+.1%} over SSM"
+              if base is not None and top is not base else "")
+        best.append(f"{ds} {model}: {LABELS[top.loss]} {top.mean()['mean']:.4f}{vs} (of {len(group)} losses run)")
+    if best:
+        out.append("- **Losses after the study** (leaderboard so far, Recall@20): " + "; ".join(best) + ".")
+    by: dict[tuple[str, str], dict[int, Record]] = defaultdict(dict)
+    for r in ntr:
+        by[(r.s.get("model", "?"), _ntr_arm(r))][int(r.s.get("seed", 0))] = r
+    said = []
+    for (model, name), seeds in sorted(by.items()):
+        base = by.get((model, LABELS["ssm"]))
+        if base is None or name == LABELS["ssm"] or "dislike@20" not in next(iter(seeds.values())).m["test"]:
+            continue
+        d0 = float(np.mean([r.test("dislike@20") for r in base.values()]))
+        d1 = float(np.mean([r.test("dislike@20") for r in seeds.values()]))
+        r0 = float(np.mean([r.test("recall@20") for r in base.values()]))
+        r1 = float(np.mean([r.test("recall@20") for r in seeds.values()]))
+        t = paired_over_seeds({s: r.test("dislike@20") for s, r in seeds.items()},
+                              {s: r.test("dislike@20") for s, r in base.items()})
+        p = f", p = {t['p']:.2g}" if t else ""
+        said.append(f"{model} {name}: dislike@20 {d0:.4f} → {d1:.4f} ({(d1 - d0) / d0:+.0%}{p}), "
+                    f"Recall@20 {r0:.4f} → {r1:.4f}")
+    if said:
+        out.append("- **Negative feedback (MovieLens-100K)**: " + "; ".join(said) + ".")
+    return out
+

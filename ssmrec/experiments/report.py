@@ -689,14 +689,20 @@ class Report:
     def render(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
         self.fig.mkdir(exist_ok=True)
-        from ssmrec.experiments.leaderboard import grid_records, leaderboard_section, ntr_section, write_which_loss
+        from ssmrec.experiments.leaderboard import (
+            grid_records,
+            headlines,
+            leaderboard_section,
+            ntr_section,
+            write_which_loss,
+        )
 
         board = grid_records(self.records, self.grids_dir / "leaderboard.toml", "leaderboard")
         ntr = grid_records(self.records, self.grids_dir / "ntr.toml", "ntr")
         write_which_loss(board, self.out)
         t3, t2, t4, t5, lay = self.table3(), self.table2(), self.table4(), self.table5(), self.layers()
         f1, ho, cv, cl = self.figure1(), self.holdout(), self.convergence(), self.claims()
-        found = self.findings()
+        found = self.findings() + headlines(board, ntr)
         from ssmrec.experiments.budget import cost_lines, plot_curves
 
         used = list(self.used.values())
