@@ -18,7 +18,7 @@ from ssmrec.train.config import ConfigError, TrainConfig, load_toml, parse_text
 
 # setting -> (topic, help). The order here is the order of ``ssmrec train --help``.
 OPTIONS: dict[str, tuple[str, str]] = {
-    "dataset": ("data", "registry name (gowalla, yelp2018, amazon-book, alibaba-ifashion), a folder "
+    "dataset": ("data", "registry name (gowalla, yelp2018, amazon-book, alibaba-ifashion, ml-100k), a folder "
                         "with train.txt/test.txt[/valid.txt], or one interaction file to split"),
     "data_dir": ("data", "folder searched first for registry datasets (then $SSMREC_DATA, the cache)"),
     "ratios": ("data", "train/valid/test fractions for splitting a single file"),

@@ -244,3 +244,21 @@ def test_load_real_gowalla(shared):
     assert np.intersect1d(keys[1], keys[2]).size == 0
     assert (ds.train.user_degree >= 1).all()  # every gowalla user keeps a training item
     assert ds.name == "gowalla" and "train.txt.gz" in ds.source
+
+
+def test_ml100k_is_a_registered_single_file_with_checksums(shared, monkeypatch, tmp_path):
+    spec = get_spec("movielens-100k")
+    assert spec.name == "ml-100k" and spec.single_file
+    p = locate("ml-100k", allow_download=False)["all"]
+    assert registry.file_digest(p, "sha256") == spec.files[0].gz_sha256
+    assert registry.file_digest(p, "sha256", decompress=True) == spec.files[0].sha256
+    ds = load_dataset(DataConfig(dataset="ml-100k", positive_min=4, negative_max=2))
+    by_path = load_dataset(DataConfig(dataset=str(p), positive_min=4, negative_max=2))
+    assert ds.name == "ml-100k" and ds.train.fingerprint() == by_path.train.fingerprint()
+    assert ds.dislikes["test"].nnz == by_path.dislikes["test"].nnz > 0
+    # it is never downloaded (licence): without it, the error says where to put it and where it comes from
+    monkeypatch.setenv("SSMREC_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no network"))
+    with pytest.raises(DataError, match=r"(?s)ml-100k.inter .*not found.*not downloadable.*RecBole 1.2.1"):
+        load_dataset(DataConfig(dataset="ml-100k"))

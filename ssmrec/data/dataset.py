@@ -145,7 +145,7 @@ def restrict_to_trained(ds: Dataset) -> Dataset:
 
 def _load_raw(cfg: DataConfig, protocol: str = "paper") -> Dataset:
     if is_registry_name(cfg.dataset):
-        return _load_registry(cfg)
+        return _load_registry(cfg, protocol)
     path = Path(cfg.dataset).expanduser()
     if path.is_dir():
         return _load_folder(path, cfg)
@@ -168,9 +168,13 @@ def is_registry_name(name: str) -> bool:
         return False
 
 
-def _load_registry(cfg: DataConfig) -> Dataset:
+def _load_registry(cfg: DataConfig, protocol: str = "paper") -> Dataset:
     spec = registry.get_spec(cfg.dataset)
     paths = registry.locate(spec.name, cfg.data_dir, allow_download=cfg.download)
+    if spec.single_file:  # one file, split as configured (like --dataset FILE)
+        ds = _load_single(paths["all"], cfg, protocol)
+        ds.name = spec.name
+        return ds
     remotes = {f.role: f for f in spec.files}
     tables = {}
     for role, p in paths.items():

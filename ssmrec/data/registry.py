@@ -55,6 +55,11 @@ class DatasetSpec:
     def folders(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
+    @property
+    def single_file(self) -> bool:
+        """One file to split (role ``all``), like ``--dataset FILE``, rather than train/test files."""
+        return [f.role for f in self.files] == ["all"]
+
 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -114,6 +119,22 @@ REGISTRY: dict[str, DatasetSpec] = {
             paper_stats=(300_000, 81_614, 1_607_813),
             n_users=300_000, n_items=81_614,
             note="one 'user,item' pair per line (the SGL/SSM authors' format)",
+        ),
+        DatasetSpec(
+            "ml-100k",
+            (
+                # RecBole's atomic-file conversion of GroupLens MovieLens-100K (u.data with a header),
+                # as RecBole 1.2.1's wheel ships it; no download publishes a checksum of this file
+                RemoteFile("all", "ml-100k.inter", "", "recbole",
+                           sha256="4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+                           gz_sha256="deb10cf94779ca27e39881eb0e0bd0474e6f72463b337cc0dc5ad7e0d7ca0dc4"),
+            ),
+            aliases=("movielens-100k", "ml100k"),
+            note="MovieLens-100K, 100,000 ratings 1-5 by 943 users on 1,682 items, one file split by --ratios; "
+                 "explicit feedback with --positive-min / --negative-max. GroupLens's licence forbids "
+                 "redistribution, so it is not downloaded: put ml-100k.inter(.gz) (RecBole 1.2.1's "
+                 "recbole/dataset_example/ml-100k/ml-100k.inter, or GroupLens's ml-100k.zip u.data with the "
+                 "header 'user_id:token<TAB>item_id:token<TAB>rating:float<TAB>timestamp:float') in ml-100k/",
         ),
     ]
 }
@@ -251,6 +272,9 @@ def locate(
     errors = []
     if missing and allow_download:
         for f in missing:
+            if not f.url:  # nothing to download from (a licence, or no checksum published)
+                errors.append(f"{f.filename}: not downloadable. {spec.note}")
+                continue
             try:
                 found[f.role] = download(f, cache_dir() / spec.name)
             except DataError:
@@ -261,7 +285,7 @@ def locate(
     if missing:
         where = "\n".join(f"  {r / folder}/" for r in roots for folder in spec.folders)
         names = ", ".join(f"{f.filename} (or {f.filename}.gz)" for f in missing)
-        sources = "\n".join(f"  {f.filename}: {f.url}" for f in missing)
+        sources = "\n".join(f"  {f.filename}: {f.url or 'no download (see below)'}" for f in missing)
         msg = (f"dataset {spec.name!r}: {names} not found. Looked in:\n{where}\n"
                f"Put the files in one of these folders (or point --data-dir / SSMREC_DATA at a "
                f"folder holding {spec.name}/). Upstream sources:\n{sources}")

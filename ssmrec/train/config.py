@@ -361,14 +361,14 @@ class TrainConfig(DataConfig):
 
 
 def _dataset_kind(dataset: str) -> str | None:
-    """``registry``, ``folder``, ``file`` or None (not found), as :func:`load_dataset` decides."""
+    """``registry``, ``registry-file`` (a registered single file, split like a file), ``folder``,
+    ``file`` or None (not found), as :func:`load_dataset` decides."""
     from ssmrec.data import registry
     from ssmrec.data.interactions import DataError
 
     if "/" not in dataset and not dataset.startswith("."):
         try:
-            registry.get_spec(dataset)
-            return "registry"
+            return "registry-file" if registry.get_spec(dataset).single_file else "registry"
         except DataError:
             pass
     path = Path(dataset).expanduser()
