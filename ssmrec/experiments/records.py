@@ -84,15 +84,21 @@ def _score(r: Record) -> float:
 
 
 def search_trace(records: list[Record], chosen: Record) -> str:
-    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried."""
+    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried (of a value
+    recorded twice, the longer run: one continued with ``--extend``)."""
     same = [r for r in records if all(r.s.get(k) == chosen.s.get(k) for k in chosen.s if k not in TUNED)]
-    if len({tuple(r.s.get(k) for k in TUNED) for r in same}) < 2:
+    by_value: dict[tuple, Record] = {}
+    for r in same:
+        value = tuple(r.s.get(k) for k in TUNED)
+        if value not in by_value or r.m["epochs_run"] > by_value[value].m["epochs_run"] or r is chosen:
+            by_value[value] = r
+    if len(by_value) < 2:
         return ""
     parts = []
-    for r in sorted(same, key=lambda r: tuple(r.s.get(k) for k in TUNED)):
+    for value, r in sorted(by_value.items()):
         mark = "†" if r.budget_stopped else ""
         tag = " (selected)" if r is chosen else ""
-        parts.append(f"{'/'.join(f'{r.s.get(k):g}' for k in TUNED)}: {_score(r):.4f}{mark}{tag}")
+        parts.append(f"{'/'.join(f'{v:g}' for v in value)}: {_score(r):.4f}{mark}{tag}")
     return f"{'/'.join(TUNED)} " + ", ".join(parts)
 
 
