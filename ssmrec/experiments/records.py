@@ -11,8 +11,13 @@ from typing import Any
 import numpy as np
 
 from ssmrec.experiments.grid import DEFAULT_SIMILARITY, LOSS_SETTINGS
+from ssmrec.experiments.stats import summary
 
 BUDGET_STOPS = ("time_budget", "max_epochs")
+DATASETS = ("gowalla", "yelp2018", "amazon-book", "alibaba-ifashion")
+"""The study's datasets, in its order."""
+FIG1_LOSSES = ("bce", "bpr", "softmax", "ccl", "ssm")
+"""The losses of the study's Table 2 and Figure 1."""
 
 
 # ----------------------------------------------------------------------------- records
@@ -127,3 +132,21 @@ def select(records: list[Record], **want: Any) -> list[Record]:
             elif r.m["epochs_run"] > old.m["epochs_run"]:
                 out[seed] = r
     return [out[k] for k in sorted(out)]
+
+
+def fmt_cell(rs: list[Record], key: str) -> str:
+    vals = [r.test(key) for r in rs]
+    s = summary(vals)
+    text = f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "")
+    if any(r.budget_stopped for r in rs):
+        text += " †"
+    return text
+
+
+def stop_note(rs: list[Record]) -> str:
+    parts = []
+    for r in rs:
+        tag = {"early_stopped": "early stop", "time_budget": "time budget", "max_epochs": "epoch budget"}.get(
+            r.m["stop_reason"], r.m["stop_reason"])
+        parts.append(f"{tag} @{r.m['epochs_run']} (best {r.m['best_epoch']})")
+    return "; ".join(parts)

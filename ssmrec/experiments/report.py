@@ -15,15 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from ssmrec.experiments.lightgcn_tables import layers_section, order_verdict, table2_section  # noqa: F401
 from ssmrec.experiments.records import (  # noqa: F401  (re-exported: the report's public names)
     BUDGET_STOPS,
+    DATASETS,
+    FIG1_LOSSES,
     TUNED,
     Record,
     _score,
     default_similarity,
+    fmt_cell,
     load_records,
     search_trace,
     select,
+    stop_note,
 )
 from ssmrec.experiments.stats import (
     paired_over_seeds,
@@ -71,35 +76,15 @@ PAPER_T5 = {  # (dataset, side, a0, a1) -> recall@20
     ("alibaba-ifashion", "user", 0.5, 0.5): 0.1142, ("alibaba-ifashion", "item", 0.5, 0.5): 0.1213,
     ("alibaba-ifashion", "user", 1.0, 0.0): 0.1276, ("alibaba-ifashion", "item", 1.0, 0.0): 0.0582,
 }
-DATASETS = ("gowalla", "yelp2018", "amazon-book", "alibaba-ifashion")
 T3_MODELS = {  # row label -> settings a record must have
     "MF": {"model": "mf"},
     "SVD++ (user, [1.0, 0])": {"model": "svdpp", "side": "user", "a0": 1.0, "a1": 0.0},
     "SVD++ (item, [0.5, 0.5])": {"model": "svdpp", "side": "item", "a0": 0.5, "a1": 0.5},
     "LightGCN (1 layer)": {"model": "lightgcn", "layers": 1},
 }
-FIG1_LOSSES = ("bce", "bpr", "softmax", "ccl", "ssm")
 # ----------------------------------------------------------------------------- formatting helpers
 def rel(ours: float, paper: float) -> float:
     return (ours - paper) / paper
-
-
-def fmt_cell(rs: list[Record], key: str) -> str:
-    vals = [r.test(key) for r in rs]
-    s = summary(vals)
-    text = f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "")
-    if any(r.budget_stopped for r in rs):
-        text += " †"
-    return text
-
-
-def stop_note(rs: list[Record]) -> str:
-    parts = []
-    for r in rs:
-        tag = {"early_stopped": "early stop", "time_budget": "time budget", "max_epochs": "epoch budget"}.get(
-            r.m["stop_reason"], r.m["stop_reason"])
-        parts.append(f"{tag} @{r.m['epochs_run']} (best {r.m['best_epoch']})")
-    return "; ".join(parts)
 
 
 def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes: dict[str, str]) -> str:
@@ -137,35 +122,6 @@ def run_name(r: Record) -> str:
     model = {"mf": "MF", "svdpp": f"SVD++-{s.get('side')}", "lightgcn": f"LightGCN-{s.get('layers')}"}[s["model"]]
     sim = "" if s.get("similarity") in (None, "cos") or s["loss"] != "ssm" else f" ({s['similarity']})"
     return f"{model} + {s['loss'].upper()}{sim}"
-
-
-PAPER_ORDER = (("bce", "bpr"), ("bpr", "softmax"), ("bpr", "ccl"), ("softmax", "ssm"), ("ccl", "ssm"))
-"""Table 2's order, pair by pair (worse, better): BCE < BPR < SM ~ CCL < SSM."""
-
-
-def _short(loss: str) -> str:
-    return {"softmax": "SM"}.get(loss, loss.upper())
-
-
-def order_verdict(recall: dict[str, float], budget: bool) -> str:
-    """Which of the paper's pairwise orderings our Recall@20 means keep (SM ~ CCL: within 5%)."""
-    kept, broken = [], []
-    for worse, better in PAPER_ORDER:
-        if worse in recall and better in recall:
-            (kept if recall[worse] < recall[better] else broken).append(f"{_short(worse)} < {_short(better)}")
-    if "softmax" in recall and "ccl" in recall:
-        close = abs(recall["softmax"] - recall["ccl"]) <= 0.05 * max(recall["softmax"], recall["ccl"])
-        (kept if close else broken).append("SM ~ CCL (within 5%)")
-    if not kept and not broken:
-        return "Not enough losses recorded yet to compare with the paper's order (BCE < BPR < SM ~ CCL < SSM)."
-    text = (f"Against the paper's order BCE < BPR < SM ~ CCL < SSM: kept {', '.join(kept) or 'none'}; "
-            f"broken {', '.join(broken) or 'none'}.")
-    missing = [_short(x) for x in FIG1_LOSSES if x not in recall]
-    if missing:
-        text += f" Not recorded yet: {', '.join(missing)}."
-    if budget:
-        text += " Some of these runs were stopped by their budget (†), so the order may still change."
-    return text
 
 
 # ----------------------------------------------------------------------------- the report
@@ -363,61 +319,10 @@ class Report:
         return lines
 
     def table2(self) -> list[str]:
-        """The study's Table 2 as far as recorded: LightGCN (1 layer) x {BCE, BPR, SM, CCL, SSM}, seed
-        means, and whether our order matches the paper's (BCE < BPR < SM ~ CCL < SSM; its numbers are
-        not in our copy of the text). SM shows the better of its cosine and inner-product runs."""
-        lines = []
-        for ds in DATASETS:
-            cells: dict[str, list[Record]] = {}
-            for loss in FIG1_LOSSES:
-                options = [select(self.records, dataset=ds, protocol="paper", model="lightgcn", layers=1, loss=loss,
-                                  **default_similarity(loss))]
-                if loss == "softmax":
-                    options.append(select(self.records, dataset=ds, protocol="paper", model="lightgcn", layers=1,
-                                          loss=loss, similarity="ip"))
-                options = [rs for rs in options if rs]
-                if options:
-                    cells[loss] = max(options, key=lambda rs: float(np.mean([r.test() for r in rs])))
-            if not cells:
-                continue
-            self.use([r for rs in cells.values() for r in rs])
-            lines += ["", f"### {ds}", "", "| loss | Recall@20 | NDCG@20 | how it stopped |", "|---|---|---|---|"]
-            compared = {}
-            for loss, rs in cells.items():
-                label = {"softmax": f"SM ({rs[0].s.get('similarity') or 'cos'})"}.get(loss, loss.upper())
-                note = ""
-                if loss == "ccl" and rs[0].s.get("test_similarity") == "ip":
-                    # trained on cosine, selected and scored by inner product: the artifact of Figure 1's note
-                    note = (" — scored by inner product although trained on cosine (an artifact: ranks by item norm); "
-                            "left out of the order until the cosine-scored run is recorded")
-                else:
-                    compared[loss] = float(np.mean([r.test() for r in rs]))
-                lines.append(f"| {label} | {fmt_cell(rs, 'recall@20')} | {fmt_cell(rs, 'ndcg@20')} | "
-                             f"{stop_note(rs)}{note} |")
-            lines.append("")
-            lines.append(order_verdict(compared, any(r.budget_stopped for rs in cells.values() for r in rs)))
-        return lines
+        return table2_section(self.records, self.use)
 
     def layers(self) -> list[str]:
-        """LightGCN's layer search per loss (experiments/layers.toml): Recall@20 by layer count."""
-        lines = []
-        for ds in DATASETS:
-            rows = []
-            for loss in ("bpr", "ssm"):
-                found = {k: rs for k in (1, 2, 3, 4)
-                         if (rs := select(self.records, dataset=ds, protocol="paper", model="lightgcn", layers=k,
-                                          loss=loss, **default_similarity(loss)))}
-                if len(found) < 2:
-                    continue
-                self.use([r for rs in found.values() for r in rs])
-                best = max(found, key=lambda k: float(np.mean([r.test() for r in found[k]])))
-                cells = [f"**{fmt_cell(found[k], 'recall@20')}**" if k == best else fmt_cell(found[k], "recall@20")
-                         if k in found else "—" for k in (1, 2, 3, 4)]
-                rows.append(f"| {loss.upper()} | " + " | ".join(cells) + f" | {best} |")
-            if rows:
-                lines += ["", f"### {ds}", "", "| loss | 1 layer | 2 | 3 | 4 | best |", "|---|---|---|---|---|---|",
-                          *rows]
-        return lines
+        return layers_section(self.records, self.use)
 
     def _plot_longtail(self, runs: dict[str, Record], dataset: str) -> None:
         import matplotlib
@@ -802,8 +707,7 @@ def load_notes(path: str | Path) -> dict[str, str]:
     return {k: str(v) for k, v in read_toml(p).get("notes", {}).items()}
 
 
-STUDY_DATASETS = ("gowalla", "yelp2018", "amazon-book", "alibaba-ifashion")
-
+STUDY_DATASETS = DATASETS
 
 def render(records_dir: str | Path = "results/records", out_dir: str | Path = "results",
            notes: str | Path = "results/notes.toml") -> Path:
