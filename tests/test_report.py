@@ -227,3 +227,19 @@ def test_relative_improvement_interval_by_paired_bootstrap():
     assert lo < noisy.mean() / b.mean() - 1 < hi and hi - lo < 0.05
     with pytest.raises(ValueError, match="same users"):
         relative_improvement_interval(a[:10], b)
+
+
+def test_the_study_tables_read_only_the_study_grids_records(tmp_path):
+    from ssmrec.experiments.grid import load_grid
+
+    grids = tmp_path / "experiments"
+    grids.mkdir()
+    (grids / "t3.toml").write_text('name = "table3"\n[base]\ndataset = "gowalla"\nmodel = "mf"\nloss = "ssm"\n'
+                                   'tau = 0.12\nprotocol = "paper"\n')
+    cell = load_grid(grids / "t3.toml").cells[0]
+    record(tmp_path, "table3", cell.id, recall=0.12, model="mf")
+    # a leaderboard cell with another temperature and a longer run: not the study's Table 3 cell
+    record(tmp_path, "leaderboard", "gowalla-mf-ssm-s0-ffffffff", recall=0.09, model="mf", tau=0.2, epochs=50)
+    text = Report(tmp_path / "records", tmp_path / "out", grids_dir=grids).render().read_text()
+    assert "| MF | SSM | 0.1200 |" in text and "| MF | SSM | 0.0900 |" not in text
+    assert "from 2 run records" in text and "(1 of the study's grids for its tables)" in text
