@@ -411,3 +411,19 @@ def test_report_headlines_from_the_leaderboard_and_ntr(tmp_path):
                       [r for r in rs if r.data["experiment"] == "ntr"])
     assert "gowalla mf: SSM + corrected logQ 0.1700, +41.7% over SSM (of 3 losses run)" in lines[0]
     assert "mf SSM + NTR (weight 100): dislike@20 0.0510 → 0.0410 (-20%, p = 0)" in lines[1]
+
+
+def test_leaderboard_arms_never_mix_setups(tmp_path):
+    from ssmrec.experiments.leaderboard import arms, leaderboard_section
+    from ssmrec.experiments.records import load_records
+
+    base = {"dataset": "gowalla", "model": "lightgcn", "loss": "adaptau", "extra_negatives": 0}
+    _record(tmp_path, "leaderboard", "a-s0-aaaa0001", {**base, "layers": 1}, 0.18)
+    _record(tmp_path, "leaderboard", "a-s0-aaaa0002", {**base, "layers": 3}, 0.19)
+    _record(tmp_path, "leaderboard", "b-s0-aaaa0003", {**base, "model": "mf", "loss": "bsl", "negatives": 800}, 0.18)
+    found = arms(load_records(tmp_path / "records"))
+    assert set(found) == {("gowalla", "lightgcn", "adaptau"), ("gowalla", "lightgcn (3 layers)", "adaptau"),
+                          ("gowalla", "mf (800 negatives per positive)", "bsl")}
+    text = "\n".join(leaderboard_section(load_records(tmp_path / "records")))
+    assert "| LightGCN (3 layers) | Adap-τ | 0.1900 / 0.0950 (n=1) | 0.1901 / 0.1590 |" in text
+    assert "| MF (800 negatives per positive) | BSL | 0.1800 / 0.0900 (n=1) | 0.1882 / 0.1584 |" in text

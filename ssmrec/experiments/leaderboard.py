@@ -45,6 +45,8 @@ SETUPS = [  # how the published numbers were obtained, read from the authors' re
     "0.1231, so a large gap to 0.1882 is the negatives, not the loss.",
     "BSL, LightGCN on Gowalla: 1 layer, in-batch negatives, batch 2048, τ 0.12, τ₂ 0.84 (their log "
     "`gowalla_..._LGN_frame_t1_0.12_t2_0.84_..._HOPS_1_2048_...no_sample`): the setting of our LightGCN arms.",
+    "The two published setups that differ from our arms (Adap-τ's 3 layers, BSL-MF's 800 negatives per positive) "
+    "are run as their own rows (*in other setups*), never mixed into an arm.",
     "Adap-τ, LightGCN on Gowalla: **3 layers**, in-batch, batch 2048, lr 1e-3, L2 1e-5, β 0.6 (junkangwu/Adap_tau "
     "README: `Adap_tau_novel.sh gowalla 1e-3 1e-5 3 1024 2048 nopdrop 0.8 0.6 no_sample ... lgn weight_mean`); our "
     "LightGCN arms have 1 layer. Adap-τ, MF on Gowalla: uniform negatives, lr 1e-4, L2 1e-9, centre at the 0.9 "
@@ -66,6 +68,23 @@ def arm_of(r: Record) -> str:
     if loss == "ssm" and r.s.get("logq"):
         return "ssm+logq"
     return loss
+
+
+def model_key(r: Record) -> str:
+    """The model and any setup that makes its runs a different experiment: ``lightgcn``,
+    ``lightgcn (3 layers)``, ``mf (800 negatives per positive)``. Arms never mix setups."""
+    model = str(r.s.get("model", "?"))
+    setup = []
+    if model == "lightgcn" and int(r.s.get("layers", 1)) != 1:
+        setup.append(f"{r.s.get('layers')} layers")
+    if r.s.get("negatives") and "extra_negatives" in r.s:  # an in-batch loss given sampled negatives
+        setup.append(f"{r.s.get('negatives')} negatives per positive")
+    return f"{model} ({', '.join(setup)})" if setup else model
+
+
+def model_label(key: str) -> str:
+    name, _, setup = key.partition(" ")
+    return {"mf": "MF", "lightgcn": "LightGCN"}.get(name, name) + (f" {setup}" if setup else "")
 
 
 @dataclass
@@ -141,7 +160,7 @@ def arms(records: list[Record]) -> dict[tuple[str, str, str], Arm]:
     out: dict[tuple[str, str, str], Arm] = {}
     groups: dict[tuple[str, str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        key = (r.s.get("dataset"), r.s.get("model"), arm_of(r))
+        key = (r.s.get("dataset"), model_key(r), arm_of(r))
         config = repr(sorted((k, _show(v)) for k, v in r.s.items() if k not in SEED_FREE))
         groups[key][config].append(r)
     for key, configs in groups.items():
@@ -180,6 +199,19 @@ def leaderboard_section(records: list[Record]) -> list[str]:
                 cells += [_cell(arm), f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "—"]
             tuned = "; ".join(f"{m}: {a.varied()}" for m, a in zip(models, row) if a and a.varied()) or "—"
             lines.append(f"| {LABELS[loss]} | " + " | ".join(cells) + f" | {tuned} |")
+        others = sorted({k[1] for k in found if k[0] == ds and k[1] not in ("mf", "lightgcn")})
+        if others:
+            lines += ["", "In other setups (published ones we reproduce; not mixed with the arms above):", "",
+                      "| model, setup | loss | ours (Recall / NDCG @20) | published |", "|---|---|---|---|"]
+            for m in others:
+                for loss in LOSS_ORDER:
+                    arm = found.get((ds, m, loss))
+                    if arm is None:
+                        continue
+                    pub = PUBLISHED.get((ds, m.partition(" ")[0], loss))
+                    lines.append(f"| {model_label(m)} | {LABELS[loss]} | {_cell(arm)} | "
+                                 f"{f'{pub[0]:.4f} / {pub[1]:.4f}' if pub else '—'} |")
+            lines.append("")
         if ds in SIMPLEX:  # its own model, shown in the LightGCN column for reference
             cells = []
             for m in models:
@@ -271,7 +303,7 @@ def which_loss(records: list[Record]) -> list[str]:
         return lines + ["No leaderboard record yet: run `ssmrec experiment experiments/leaderboard.toml`."]
     for ds, model in sorted({k[:2] for k in found}):
         base = found.get((ds, model, "ssm"))
-        lines += [f"## {ds}, {'MF' if model == 'mf' else 'LightGCN'}", "",
+        lines += [f"## {ds}, {model_label(model)}", "",
                   "| loss | Recall@20 | vs SSM | long-tail share | coverage | s / epoch | sensitivity (values tried) |",
                   "|---|---|---|---|---|---|---|"]
         for loss in LOSS_ORDER:
