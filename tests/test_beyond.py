@@ -61,7 +61,9 @@ def test_each_new_loss_trains_and_learns(tiny, loss, extra):
     ("adaptau", {"loss_params": {"beta": 1.0, "warmup": 1}}),
     ("slk", {"loss_params": {"refresh_every": 1, "n_samples": 50, "k": 10}}),
 ])
-def test_stateful_losses_resume_exactly_from_a_mid_epoch_checkpoint(tiny, tmp_path, monkeypatch, loss, extra):
+@pytest.mark.parametrize("cut,where", [(2, (2, 1)), (1, (2, 0))], ids=["inside-epoch-3", "before-its-first-batch"])
+def test_stateful_losses_resume_exactly_from_a_mid_epoch_checkpoint(tiny, tmp_path, monkeypatch, loss, extra, cut,
+                                                                     where):
     def make(name, **kw):
         cfg = TrainConfig.from_dict({**BASE, "dataset": "tiny", "loss": loss, **extra, **kw})
         return Trainer(cfg, tiny, run_dir=tmp_path / name, echo=None)
@@ -75,7 +77,8 @@ def test_stateful_losses_resume_exactly_from_a_mid_epoch_checkpoint(tiny, tmp_pa
 
     def flaky(self, model, batch):
         calls["n"] += 1
-        if calls["n"] == 2 * per_epoch + 2:  # inside epoch 3, after two refreshes of the loss's state
+        # epoch 3 after its refresh: at its second batch, or at its first (nothing stepped yet)
+        if calls["n"] == 2 * per_epoch + cut:
             raise KeyboardInterrupt
         return original(self, model, batch)
 
@@ -84,7 +87,7 @@ def test_stateful_losses_resume_exactly_from_a_mid_epoch_checkpoint(tiny, tmp_pa
         t.fit()
     monkeypatch.undo()
     resumed = Trainer.resume(tmp_path / "cut", echo=None, dataset=tiny)
-    assert (resumed.epoch, resumed.batch) == (2, 1)
+    assert (resumed.epoch, resumed.batch) == where
     resumed.fit()
     for k, v in params(whole).items():
         assert torch.equal(v, params(resumed)[k]), k

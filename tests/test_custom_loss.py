@@ -91,3 +91,23 @@ def test_a_plugin_loss_trains_and_resumes_through_the_cli(tiny_dir, tmp_path, mo
     assert main([*args[:-2], "--loss-param", "gamma=1", "--out", str(tmp_path / "r3")]) == 2
     assert "no parameter gamma" in capsys.readouterr().err
     REGISTERED.pop("plughinge", None)
+
+
+def test_a_registered_in_batch_loss_written_to_the_earlier_extras_still_trains(tiny):
+    """A plugin whose forward names the documented extras without ``user_ids`` or ``**kwargs``."""
+    from ssmrec.train import Trainer
+
+    @register_loss("strict_inbatch", kind="in_batch")
+    class Strict(torch.nn.Module):
+        def forward(self, u, pos, *, item_ids=None, extra_reps=None, extra_ids=None, logq=None, exclude=None,
+                    target=None):
+            logits = u @ pos.T
+            return torch.nn.functional.cross_entropy(logits, torch.arange(len(u)))
+
+    try:
+        cfg = TrainConfig.from_dict({"dataset": "tiny", "model": "mf", "loss": "strict_inbatch", "dim": 8,
+                                     "batch_size": 256, "epochs": 1, "progress": False})
+        result = Trainer(cfg, tiny, write=False, echo=None).fit()
+        assert result["epochs_run"] == 1
+    finally:
+        unregister_loss("strict_inbatch")

@@ -359,7 +359,8 @@ class StackedObjective:
             exclude = self.solo._seen_mask(users, cand)
             main = [losses[j](u[j], c[j, :b], item_ids=items,
                               extra_reps=c[j, b:] if batch.shared is not None else None, extra_ids=batch.shared,
-                              logq=logq, exclude=exclude, target=None, user_ids=users, **self.solo.loss_kwargs)
+                              logq=logq, exclude=exclude, target=None,
+                              **({"user_ids": users} if self.solo.takes_user_ids else {}), **self.solo.loss_kwargs)
                     for j in range(model.members)]
             return torch.stack(main), model.ego(users, items)
         neg = batch.negatives

@@ -90,7 +90,8 @@ def register_loss(name: str, *, kind: str, params: dict[str, Any] | None = None,
       uniform unseen negatives (``negatives``, default 1; ``--negatives`` overrides);
     * ``"in_batch"``: ``(users [B, d], positives [B, d], **extras)``, the batch's positives as
       candidates (extras: ``item_ids``, ``extra_reps``, ``extra_ids``, ``logq``, ``exclude``,
-      ``target``: accept ``**kwargs`` if you ignore them);
+      ``target``: accept ``**kwargs`` if you ignore them; ``user_ids`` too when ``forward`` takes
+      it by name or through ``**kwargs``);
     * ``"full"``: ``(users [B, d], all_items [N, d], positive_ids [B])``.
 
     The class is built as ``cls(similarity=..., **params)`` when its ``__init__`` takes a

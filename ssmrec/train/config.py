@@ -283,15 +283,18 @@ class TrainConfig(DataConfig):
         for name in ("seed", "split_seed"):
             if not 0 <= getattr(self, name) < 2**63:
                 bad(name, f"must be between 0 and 2**63 - 1, got {getattr(self, name)}")
-        if self.nproc > 1 and self.loss.lower() == "ntr":
-            bad("nproc", "must be 1 with loss ntr: its dislikes are averaged per process, which would not sum to "
-                "the single-process loss")
-        if self.negatives and self.loss.lower() in LOSS_SETTINGS and "extra_negatives" in LOSS_SETTINGS[
-                self.loss.lower()]:  # an in-batch loss: its own sampled negatives replace the batch's
+        loss = canonical(self.loss)
+        if self.nproc > 1 and loss in ("ntr", "adaptau"):
+            why = ("its dislikes are averaged per process, which would not sum to the single-process loss"
+                   if loss == "ntr" else "its per-user loss statistics are per process between epochs, so a "
+                   "resumed run would not be exact")
+            bad("nproc", f"must be 1 with loss {loss}: {why}")
+        if self.negatives and "negatives" in loss_settings(loss) and "extra_negatives" in loss_settings(loss):
+            # an in-batch loss: its own sampled negatives replace the batch's
             clash = [name for name, on in (("extra_negatives", self.extra_negatives), ("logq", self.logq),
                                            ("mask_seen", self.mask_seen), ("nproc", self.nproc > 1)) if on]
             if clash:
-                bad("negatives", f"with loss {self.loss} means {self.negatives} sampled negatives per positive in "
+                bad("negatives", f"with loss {loss} means {self.negatives} sampled negatives per positive in "
                     f"place of the batch's other positives; it cannot be combined with {', '.join(clash)}")
         if self.negatives is not None and self.negatives < 1:
             bad("negatives", f"must be >= 1, got {self.negatives}")

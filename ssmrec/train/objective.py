@@ -41,6 +41,8 @@ class Objective:
         self.seen_keys, self.log_counts, self.n_items = seen_keys, log_counts, n_items
         self.dist = dist
         self.loss_kwargs: dict = {}  # further keywords a loss needs at every call
+        # a registered loss written to the earlier extras (no ``user_ids``, no ``**kwargs``) still works
+        self.takes_user_ids = accepts(loss.forward, "user_ids")
 
     def to(self, device: torch.device) -> Objective:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -60,7 +62,8 @@ class Objective:
             ids = torch.cat([items, neg.reshape(-1)])
             u, c = model.batch_reps(users, ids)
             main = self.loss(u, c[:b], item_ids=items, row_negatives=c[b:].view(b, neg.shape[1], c.shape[-1]),
-                             row_negative_ids=neg, user_ids=users, **self.loss_kwargs)
+                             row_negative_ids=neg, **({"user_ids": users} if self.takes_user_ids else {}),
+                             **self.loss_kwargs)
             eu, ec = model.ego(users, ids)
             ego = (eu, ec[:b], ec[b:])
         elif self.kind == "in_batch":
@@ -90,7 +93,7 @@ class Objective:
                 logq=None if self.log_counts is None else self.log_counts[cand_ids],
                 exclude=self._seen_mask(users, cand_ids),
                 target=target,
-                user_ids=users,
+                **({"user_ids": users} if self.takes_user_ids else {}),
                 **extras,
                 **self.loss_kwargs,
             )
@@ -117,6 +120,17 @@ class Objective:
         return self.seen_keys[pos] == q
 
 
+def accepts(fn, name: str) -> bool:
+    """Whether a callable takes the keyword ``name`` (by name or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE,
                     dislikes: Interactions | None = None) -> tuple[Objective, PairSampler]:
     """The objective and the matching batch sampler for a :class:`~ssmrec.train.config.TrainConfig`
@@ -126,8 +140,8 @@ def build_objective(cfg, train: Interactions, dist: DistContext = SINGLE,
     loss = build_loss(name, tau=cfg.tau, similarity=cfg.similarity, margin=cfg.margin,
                       weight=cfg.neg_weight, mask_duplicates=cfg.mask_duplicates, params=cfg.loss_params,
                       seed=cfg.seed)
-    if getattr(loss, "uses_dislikes", False) and dist.enabled:
-        raise ConfigError(f"loss {name} runs in one process only (its dislikes are averaged per process)")
+    if name in ("ntr", "adaptau") and dist.enabled:
+        raise ConfigError(f"loss {name} runs in one process only (per-process dislikes / per-user statistics)")
     if getattr(loss, "uses_dislikes", False) and (dislikes is None or not dislikes.nnz):
         raise ConfigError(f"loss {name} learns from explicit negatives, and this data has none: read a rated file "
                           "with --positive-min and --negative-max (e.g. --positive-min 4 --negative-max 2)")

@@ -130,6 +130,7 @@ class Trainer:
         self.stopper = EarlyStopping(cfg.metric, cfg.patience)
         self.history: list[dict[str, Any]] = []
         self.epoch, self.batch = 0, 0
+        self.refreshed = 0  # the last epoch (from 1) a stateful loss was refreshed for
         self.partial = {"loss": 0.0, "batches": 0, "seconds": 0.0}
         self.train_seconds = self.eval_seconds = 0.0
         self.run: RunDir | None = None
@@ -184,6 +185,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "loss": dict(self.objective.loss.state_dict()),  # per-user state of a stateful loss
+            "refreshed": self.refreshed,  # the epoch whose refresh that state already holds
             "sampler": self._stream(),
         }
 
@@ -196,6 +198,8 @@ class Trainer:
         self.stopper.load_state_dict(state["stopper"])
         self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
         load_loss_state(self.objective.loss, state.get("loss", {}))
+        # older checkpoints: a refresh happened when the epoch's first batch had run
+        self.refreshed = state.get("refreshed", self.epoch + 1 if self.batch else self.epoch)
         was, now = state.get("sampler", "host"), self._stream()  # checkpoints before the setting: host
         if was != now:
             self.echo(f"warning: this run drew its batches with the {was} sampler and resumes with the {now} "
@@ -240,9 +244,10 @@ class Trainer:
                    dynamic_ncols=True)
         t0 = time.perf_counter()
         refresh = getattr(self.objective.loss, "on_epoch_start", None)
-        if refresh is not None and self.batch == 0:  # not again when resuming inside the epoch
+        if refresh is not None and self.refreshed != epoch + 1:  # once per epoch, also across a resume
             refresh(epoch + 1, ModelScorer(self.model, self.data.train,
                                            getattr(self.objective.loss, "similarity", "cos"), self.device))
+            self.refreshed = epoch + 1
         every, last = self.sync_every, len(self.sampler)
         pending: list[tuple[int, torch.Tensor]] = []  # (batch index, loss on the device) since the last fetch
         try:
