@@ -430,3 +430,19 @@ def test_leaderboard_arms_never_mix_setups(tmp_path):
     text = "\n".join(leaderboard_section(load_records(tmp_path / "records")))
     assert "| LightGCN (3 layers) | Adap-τ | 0.1900 / 0.0950 (n=1) | 0.1901 / 0.1590 |" in text
     assert "| MF (800 negatives per positive) | BSL | 0.1800 / 0.0900 (n=1) | 0.1882 / 0.1584 |" in text
+
+
+def test_records_rank_as_the_trainer_does_on_explicit_feedback(rated_file, tmp_path):
+    """The record's re-evaluation, its per-user values and the trainer's metrics agree: both leave
+    the known dislikes out of the ranking (review finding)."""
+    from ssmrec.experiments import Runner, load_grid
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "fb"\n[base]\ndataset = "{rated_file}"\npositive_min = 4\nnegative_max = 2\n'
+                    'model = "mf"\ndim = 8\nbatch_size = 256\nepochs = 3\nlr = 0.01\nprogress = false\n'
+                    'ks = [10, 20]\n[[cell]]\nloss = "ssm"\n')
+    rec = Runner(tmp_path / "records", tmp_path / "runs", echo=lambda s: None, claims=False).run_grid(
+        load_grid(grid))[0]
+    test, again = rec["metrics"]["test"], rec["test_by_similarity"]["ip"]
+    assert again["recall@20"] == pytest.approx(test["recall@20"], abs=1e-12)
+    assert again["dislike@20"] == pytest.approx(test["dislike@20"], abs=1e-12)

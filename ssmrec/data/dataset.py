@@ -38,6 +38,20 @@ class Dataset:
     """Explicit negatives by role (``train``, ``valid``, ``test``), in the same id space; empty
     unless the data was read with ``positive_min`` / ``negative_max``."""
 
+    def exclusions(self, role: str = "test") -> list[Interactions]:
+        """What a user's ranking leaves out when evaluating on ``role`` (``valid`` or ``test``): the
+        known interactions, i.e. the training pairs (and, for test, the validation pairs), with the
+        known dislikes of those parts. Held-out dislikes stay rankable: ``dislike@K`` counts them."""
+        parts = ["train"] if role == "valid" else ["train", "valid"]
+        out = []
+        for part in parts:
+            pos = getattr(self, part)
+            if pos is not None:
+                out.append(pos)
+            if part in self.dislikes and self.dislikes[part].nnz:
+                out.append(self.dislikes[part])
+        return out
+
     @property
     def n_users(self) -> int:
         return self.train.n_users

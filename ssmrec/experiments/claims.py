@@ -200,7 +200,7 @@ def analyse(model, data, cfg, *, users: int = 2000, seed: int = 0, progress: boo
     model.eval()
     with torch.no_grad():
         u, i = model()
-    exclude = [s for s in (data.train, data.valid) if s is not None]
+    exclude = data.exclusions("test")
     train_sim = cfg.similarity or ("cos" if cfg.loss in ("ssm", "softmax", "ccl") else "ip")
     tau = cfg.tau if cfg.loss in ("ssm", "softmax") else (1.0 if train_sim == "ip" else 0.1)
     steps = {

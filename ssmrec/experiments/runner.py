@@ -191,12 +191,12 @@ class Runner:
         model.eval()
         with torch.no_grad():
             u, i = model()
-        exclude = [s for s in (data.train, data.valid) if s is not None]
+        exclude = data.exclusions("test")
         by_similarity = {}
         per_user = {}
         for sim in dict.fromkeys((cfg.scoring, *cell.similarities)):
             ev = Evaluator(data.test, exclude, ks=cfg.ks, similarity=sim, chunk_size=cfg.eval_chunk,
-                           device=trainer.device)
+                           device=trainer.device, dislikes=data.dislikes.get("test"))
             by_similarity[sim] = ev.evaluate(u, i)
             if sim == cfg.scoring:
                 for key in (cfg.metric, f"ndcg@{cfg.metric.split('@')[1]}"):

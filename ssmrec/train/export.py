@@ -52,14 +52,11 @@ def training_similarity(cfg: TrainConfig) -> str:
 def excluded(data: Dataset) -> Interactions:
     """What a user's ranking leaves out: training items, and validation items when there is a
     validation set (the test-time exclusion of the ``holdout`` protocol); with explicit feedback,
-    the known dislikes of those parts too (as evaluation does)."""
-    seen = data.train
-    if "train" in data.dislikes:
-        seen = seen.union(data.dislikes["train"])
-    if data.valid is not None:
-        seen = seen.union(data.valid)
-        if "valid" in data.dislikes:
-            seen = seen.union(data.dislikes["valid"])
+    the known dislikes of those parts too (as evaluation does: :meth:`Dataset.exclusions`)."""
+    parts = data.exclusions("test")
+    seen = parts[0]
+    for part in parts[1:]:
+        seen = seen.union(part)
     return seen
 
 

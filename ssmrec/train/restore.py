@@ -25,7 +25,7 @@ class Restored:
 
     def exclude_sets(self):
         """What evaluation on test removed from each user's ranking."""
-        return [s for s in (self.data.train, self.data.valid) if s is not None]
+        return self.data.exclusions("test")
 
 
 def restore(run_dir: str | Path, *, device: str = "auto", checkpoint: str = BEST) -> Restored:

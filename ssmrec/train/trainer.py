@@ -119,14 +119,13 @@ class Trainer:
                       device=self.device)
         # known dislikes are interactions too: never recommended again (so every loss is ranked alike)
         dis = self.data.dislikes
-        known = [train, *([dis["train"]] if "train" in dis else [])]
         if cfg.protocol == "holdout":
-            self.select_eval = Evaluator(self.data.valid, known, dislikes=dis.get("valid"), **common)
-            self.test_eval = Evaluator(self.data.test, [*known, self.data.valid, *([dis["valid"]] if "valid" in dis
-                                                                                    else [])],
-                                       dislikes=dis.get("test"), **common)
+            self.select_eval = Evaluator(self.data.valid, self.data.exclusions("valid"), dislikes=dis.get("valid"),
+                                         **common)
+            self.test_eval = Evaluator(self.data.test, self.data.exclusions("test"), dislikes=dis.get("test"), **common)
         else:
-            self.select_eval = self.test_eval = Evaluator(self.data.test, known, dislikes=dis.get("test"), **common)
+            self.select_eval = self.test_eval = Evaluator(self.data.test, self.data.exclusions("test"),
+                                                          dislikes=dis.get("test"), **common)
         self.stopper = EarlyStopping(cfg.metric, cfg.patience)
         self.history: list[dict[str, Any]] = []
         self.epoch, self.batch = 0, 0
