@@ -446,3 +446,18 @@ def test_records_rank_as_the_trainer_does_on_explicit_feedback(rated_file, tmp_p
     test, again = rec["metrics"]["test"], rec["test_by_similarity"]["ip"]
     assert again["recall@20"] == pytest.approx(test["recall@20"], abs=1e-12)
     assert again["dislike@20"] == pytest.approx(test["dislike@20"], abs=1e-12)
+
+
+def test_explicit_feedback_edge_cases(rated_file):
+    import pandas as pd
+
+    from ssmrec import Recommender
+
+    frame = pd.read_csv(rated_file, sep="\t")
+    with pytest.raises(DataError, match="pass the interactions as one frame"):
+        Recommender(model="mf", positive_min=4, negative_max=2, epochs=1).fit(
+            frame[:2000], test=frame[2000:], rating_col="rating")
+    # the holdout carve may leave an item without training positives: its training dislikes are dropped
+    ds = load_dataset(DataConfig(dataset=str(rated_file), positive_min=4, negative_max=2, ratios=(0.8, 0.0, 0.2),
+                                 valid_fraction=0.5), "holdout")
+    assert (ds.train.item_degree[ds.dislikes["train"].indices] > 0).all()

@@ -101,6 +101,12 @@ def prepare(ds: Dataset, cfg: DataConfig, protocol: str = "paper") -> Dataset:
     ds = restrict_to_trained(ds)
     if protocol == "holdout" and ds.valid is None:
         ds.train, ds.valid = carve_validation(ds.train, cfg.valid_fraction, seed=cfg.split_seed)
+        if "train" in ds.dislikes:  # an item whose every training positive went to validation is not learned
+            orphan = ds.train.item_degree[ds.dislikes["train"].indices] == 0
+            if orphan.any():
+                log.info("%s: %d training dislike(s) of items left with no training positive by the validation "
+                         "carve are not trained on", ds.name, int(orphan.sum()))
+                ds.dislikes["train"] = ds.dislikes["train"].select(~orphan)
     ds.train.name, ds.test.name = f"{ds.name} train", f"{ds.name} test"
     if ds.valid is not None:
         ds.valid.name = f"{ds.name} valid"
@@ -345,6 +351,9 @@ def from_tables(name: str, tables: dict[str, PairTable], cfg: DataConfig, protoc
     ``{"all"}`` split by ``cfg.ratios`` (``cfg.temporal``: by timestamp; ``positive_min`` /
     ``negative_max``: positives and dislikes from its ratings)."""
     if "all" not in tables:
+        if cfg.explicit_feedback:
+            raise DataError(f"{name}: positive_min / negative_max split one table into positives and dislikes; "
+                            "pass the interactions as one frame (fit(df)) rather than train and test frames")
         inter = encode(tables)
         return prepare(Dataset(name, inter["train"], inter["test"], inter.get("valid"), source=name), cfg, protocol)
     table, disliked = _explicit_feedback(tables["all"], cfg, Path(name))
