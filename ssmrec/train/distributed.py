@@ -182,11 +182,17 @@ class DistContext:
         if not self.enabled:
             return acc
         keys = list(acc.values)
-        flat = np.stack([acc.values[k] for k in keys] + [acc.seen.astype(np.float64)])
+        # NaN marks a user a metric does not apply to (dislike@K without held-out dislikes): sum the
+        # values as zeros and, beside them, where each value is present
+        vals = [acc.values[k] for k in keys]
+        present = [~np.isnan(v) for v in vals]
+        flat = np.stack([np.nan_to_num(v, nan=0.0) for v in vals] + [p.astype(np.float64) for p in present]
+                        + [acc.seen.astype(np.float64)])
         t = torch.from_numpy(flat).to(self.device or "cpu")
         dist.all_reduce(t)
         flat = t.cpu().numpy()
-        acc.values = {k: flat[j] for j, k in enumerate(keys)}
+        n = len(keys)
+        acc.values = {k: np.where(flat[n + j] > 0, flat[j], np.nan) for j, k in enumerate(keys)}
         acc.seen = flat[-1] > 0
         return acc
 
