@@ -266,7 +266,7 @@ def test_leaderboard_and_which_loss_pages(tmp_path):
     # sensitivity of SSM: configurations' means 0.19 and 0.1733 -> (0.19 - 0.1733) / 0.19 = 8.8%
     assert "| SSM | 0.1900 | — | 50.0% | 50.0% | 1.0 (x (1 thr)) | 8.8% (2) |" in page
     assert "| BSL | 0.1920 | +1.1% |" in page
-    assert "most accurate **BSL** (0.1920); within 2% of it and cheapest per epoch: **SSM**" in page
+    assert "most accurate **BSL** (0.1920); within 2% of it and cheapest per epoch on the same machine: **SSM**" in page
 
     for seed in range(3):
         _record(tmp_path, "ntr", f"ml-ssm-s{seed}-bbbb0001", {"dataset": "ml.tsv", "model": "mf", "loss": "ssm"},

@@ -1,6 +1,6 @@
 """The cells a time budget stopped: how far each got, its curve, and what finishing would cost.
 
-For every record the report uses whose run ended on its budget (``time_budget``): the epochs
+For every record the report uses whose run ended on its budget (time or epochs): the epochs
 run and the best epoch, the selection metric at the last evaluations (still rising or flat), the
 training seconds per epoch on its machine, and an estimate of what running it to its early stop
 would take. The estimate comes from our own records only: the epochs that the early-stopped runs
@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ssmrec.experiments.records import Record
+from ssmrec.experiments.records import BUDGET_STOPS, Record
 
 
 def curve(r: Record) -> tuple[list[int], list[float]]:
@@ -44,11 +44,11 @@ def converged_epochs(records: list[Record], like: Record) -> tuple[list[int], st
 def cost_lines(used: list[Record], every: list[Record]) -> list[str]:
     """Markdown table of the budget-stopped records among ``used``; ``every`` is where the
     converged runs that set the estimate are looked for."""
-    stopped = sorted({id(r): r for r in used if r.m.get("stop_reason") == "time_budget"}.values(),
+    stopped = sorted({id(r): r for r in used if r.m.get("stop_reason") in BUDGET_STOPS}.values(),
                      key=lambda r: r.data["cell"])
     if not stopped:
         return []
-    lines = ["| cell | epochs run (best) | Recall@20 at stop | last evaluations: gain / 10 epochs | s / epoch "
+    lines = ["| cell | epochs run (best) | best Recall@20 | last evaluations: gain / 10 epochs | s / epoch "
              "(machine) | to its early stop (estimate from our converged runs of that loss) |",
              "|---|---|---|---|---|---|"]
     for r in stopped:
@@ -74,7 +74,7 @@ def cost_lines(used: list[Record], every: list[Record]) -> list[str]:
 
 def plot_curves(used: list[Record], path: Path) -> Path | None:
     """The budget-stopped runs' selection-metric curves, one panel per dataset."""
-    stopped = {id(r): r for r in used if r.m.get("stop_reason") == "time_budget"}
+    stopped = {id(r): r for r in used if r.m.get("stop_reason") in BUDGET_STOPS}
     if not stopped:
         return None
     import matplotlib

@@ -98,7 +98,15 @@ class Arm:
 
     @property
     def chosen(self) -> list[Record]:
-        return max(self.configs.values(), key=lambda rs: float(np.mean([_score(r) for r in rs])))
+        """The configuration with the best mean selection score, compared on the seeds every
+        configuration ran (all of each one's seeds when they share none)."""
+        common = set.intersection(*({int(r.s.get("seed", 0)) for r in rs} for rs in self.configs.values()))
+
+        def score(rs: list[Record]) -> float:
+            on = [r for r in rs if int(r.s.get("seed", 0)) in common] or rs
+            return float(np.mean([_score(r) for r in on]))
+
+        return max(self.configs.values(), key=score)
 
     def mean(self, key: str = "recall@20") -> dict:
         return summary([r.test(key) for r in self.chosen])
@@ -333,12 +341,13 @@ def _verdict(group: list[Arm]) -> list[str]:
         return []
     best = max(group, key=lambda a: a.mean()["mean"])
     top = best.mean()["mean"]
-    close = [a for a in group if a.mean()["mean"] >= 0.98 * top]
+    # seconds compare only on one machine: the cheapest among the close ones run where the best ran
+    close = [a for a in group if a.mean()["mean"] >= 0.98 * top and a.chosen[0].machine == best.chosen[0].machine]
     cheapest = min(close, key=lambda a: float(np.median([r.m["seconds_per_epoch"] for r in a.chosen])))
     tails = {a.loss: np.mean(t) for a in group if (t := [x for r in a.chosen if (x := tail_share(r)) is not None])}
     line = f"On these records: most accurate **{LABELS[best.loss]}** ({top:.4f})"
     if cheapest is not best:
-        line += f"; within 2% of it and cheapest per epoch: **{LABELS[cheapest.loss]}**"
+        line += f"; within 2% of it and cheapest per epoch on the same machine: **{LABELS[cheapest.loss]}**"
     if tails:
         fair = max(tails, key=tails.get)
         line += f"; largest long-tail share: **{LABELS[fair]}** ({tails[fair]:.1%})"
@@ -378,10 +387,11 @@ def headlines(board: list[Record], ntr: list[Record]) -> list[str]:
         base = by.get((model, LABELS["ssm"]))
         if base is None or name == LABELS["ssm"] or "dislike@20" not in next(iter(seeds.values())).m["test"]:
             continue
-        d0 = float(np.mean([r.test("dislike@20") for r in base.values()]))
-        d1 = float(np.mean([r.test("dislike@20") for r in seeds.values()]))
-        r0 = float(np.mean([r.test("recall@20") for r in base.values()]))
-        r1 = float(np.mean([r.test("recall@20") for r in seeds.values()]))
+        both = sorted(set(base) & set(seeds)) or sorted(seeds)  # the means of the seeds the test pairs
+        d0 = float(np.mean([base[s].test("dislike@20") for s in both if s in base]))
+        d1 = float(np.mean([seeds[s].test("dislike@20") for s in both]))
+        r0 = float(np.mean([base[s].test("recall@20") for s in both if s in base]))
+        r1 = float(np.mean([seeds[s].test("recall@20") for s in both]))
         t = paired_over_seeds({s: r.test("dislike@20") for s, r in seeds.items()},
                               {s: r.test("dislike@20") for s, r in base.items()})
         p = f", p = {t['p']:.2g}" if t else ""

@@ -230,7 +230,9 @@ class Report:
         b, s = summary([r.test() for r in bpr])["mean"], summary([r.test() for r in ssm])["mean"]
         pb, ps = PAPER_T3[(ds, model, "bpr")][0], PAPER_T3[(ds, model, "ssm")][0]
         test = paired_over_seeds({int(r.s["seed"]): r.test() for r in ssm}, {int(r.s["seed"]): r.test() for r in bpr})
-        pa, pb_ = ssm[0].per_user, bpr[0].per_user
+        # the seed-0 runs' per-user values (the first seed recorded when seed 0 is not there)
+        first = lambda rs: next((r for r in rs if int(r.s.get("seed", 0)) == 0), rs[0])  # noqa: E731
+        pa, pb_ = first(ssm).per_user, first(bpr).per_user
         same_users = pa is not None and pb_ is not None and np.array_equal(pa["users"], pb_["users"])
         if test is None and same_users:
             test = paired_over_users(pa["recall@20"], pb_["recall@20"])
@@ -706,7 +708,7 @@ class Report:
             "",
             *([f"- {g}" for g in self.gaps] or ["Nowhere."]),
             "",
-            "## Cells stopped by their budget: how far they got, what finishing costs",
+            "## Cells stopped by their budget (time or epochs): how far they got, what finishing costs",
             "",
             *(budget or ["None: every cell in the tables above stopped on its early-stopping criterion."]),
             *(["", "Their curves: ![budget-stopped runs](figures/budget_stopped.png). `ssmrec experiment GRID "

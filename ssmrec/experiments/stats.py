@@ -52,8 +52,11 @@ def relative_improvement_interval(a: np.ndarray, b: np.ndarray, *, resamples: in
     if a.shape != b.shape or a.size == 0:
         raise ValueError("the two runs must give values for the same users")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(resamples, a.size))
-    ri = a[idx].mean(1) / b[idx].mean(1) - 1
+    ri = np.empty(resamples)
+    step = max(1, 2**24 // a.size)  # resamples at a time: memory stays about 128 MB whatever the users
+    for lo in range(0, resamples, step):
+        idx = rng.integers(0, a.size, size=(min(step, resamples - lo), a.size))
+        ri[lo:lo + len(idx)] = a[idx].mean(1) / b[idx].mean(1) - 1
     lo, hi = np.quantile(ri, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
