@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from loss_cases import T, in_batch_case, rand
 from scipy.optimize import brentq
 
 from ssmrec.losses.adaptau import (
@@ -18,13 +19,7 @@ from ssmrec.losses.adaptau import (
 )
 from ssmrec.losses.ssm import SampledSoftmaxLoss
 
-T = torch.tensor
 E = math.e
-
-
-def rand(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
 class FakeScorer:
@@ -160,14 +155,7 @@ def naive(u, i, ids, extra, extra_ids, taus, tau0, sim, logq, mask_dup, exclude,
 @pytest.mark.parametrize("with_extra", [False, True])
 @pytest.mark.parametrize("authors", [False, True])
 def test_matches_naive_loop(sim, mask_dup, with_extra, authors):
-    b, k, d = 6, 4, 5
-    u, i = rand(b, d, seed=1), rand(b, d, seed=2)
-    ids = T([3, 1, 3, 0, 2, 1])
-    extra = rand(k, d, seed=3) if with_extra else None
-    extra_ids = T([1, 5, 6, 3]) if with_extra else None
-    c = b + (k if with_extra else 0)
-    logq = rand(c, seed=4).abs()
-    exclude = rand(b, c, seed=5) > 0.8
+    u, i, ids, extra, extra_ids, c, logq, exclude = in_batch_case(with_extra)
     user_ids = T([2, 0, 4, 2, 1, 3])
     user_taus = [0.3, 0.15, 0.5, 1.2, 0.07]
     loss = loss_with_taus(user_taus, tau=0.2, similarity=sim, mask_duplicates=mask_dup, authors_loss=authors)

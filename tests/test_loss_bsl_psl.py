@@ -7,18 +7,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_cases import T, rand
+from loss_cases import gradcheck as _check
 
 from ssmrec.losses.bsl import BilateralSoftmaxLoss
 from ssmrec.losses.psl import PairwiseSoftmaxLoss
 from ssmrec.losses.ssm import SampledSoftmaxLoss
 
-T = torch.tensor
 ACTS = ("tanh", "atan", "relu", "exp")
-
-
-def rand(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
 def batch(sim_seed=0, with_extra=True, b=6, k=4, d=5):
@@ -280,11 +276,6 @@ def test_psl_exp_is_bsl_and_softplus_is_ssm(sim):
 
 
 # ----------------------------------------------------------------------------- gradcheck
-def _check(fn, *inputs):
-    inputs = [x.clone().requires_grad_(True) for x in inputs]
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
-
-
 EXCLUDE = torch.zeros(4, 6, dtype=torch.bool)
 EXCLUDE[1, 2] = True
 

@@ -7,18 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from loss_cases import T, in_batch_case, rand
+from loss_cases import gradcheck as _check
 
 from ssmrec.losses import SampledSoftmaxLoss, SoftmaxLoss
 from ssmrec.losses.logq import CorrectedLogQLoss
 from ssmrec.losses.ntr import NegativeFeedbackLoss
 
-T = torch.tensor
 F64 = torch.float64
-
-
-def rand(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=F64)
 
 
 def f(a, b, sim, tau):
@@ -30,11 +26,6 @@ def f(a, b, sim, tau):
 
 def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
-
-
-def _check(fn, *inputs):
-    inputs = [x.clone().requires_grad_(True) for x in inputs]
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
 
 
 # ============================================================================ CorrectedLogQLoss
@@ -108,14 +99,8 @@ def naive_corrected(u, i, ids, extra, extra_ids, tau, sim, logq, mask_dup, exclu
 @pytest.mark.parametrize("with_extra", [False, True])
 @pytest.mark.parametrize("weight", [True, False])
 def test_corrected_logq_matches_naive_loop(sim, mask_dup, with_extra, weight):
-    b, k, d = 6, 4, 5
-    u, i = rand(b, d, seed=1), rand(b, d, seed=2)
-    ids = T([3, 1, 3, 0, 2, 1])
-    extra = rand(k, d, seed=3) if with_extra else None
-    extra_ids = T([1, 5, 6, 3]) if with_extra else None
-    c = b + (k if with_extra else 0)
+    u, i, ids, extra, extra_ids, c, _, exclude = in_batch_case(with_extra)
     logq = torch.log(torch.rand(c, generator=torch.Generator().manual_seed(4), dtype=F64) * 1.5 + 0.1)
-    exclude = rand(b, c, seed=5) > 0.8
     loss = CorrectedLogQLoss(0.3, sim, mask_duplicates=mask_dup, weight=weight)
     for n_draws in (None, 25):
         got = loss(u, i, item_ids=ids, extra_reps=extra, extra_ids=extra_ids, logq=logq, exclude=exclude,

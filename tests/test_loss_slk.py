@@ -7,18 +7,13 @@ import math
 
 import pytest
 import torch
+from loss_cases import T, in_batch_case, rand
 
 from ssmrec.losses.similarity import score_matrix
 from ssmrec.losses.slk import SoftmaxAtKLoss, estimate_thresholds, kth_largest, sample_quantile_items
 from ssmrec.losses.ssm import SampledSoftmaxLoss
 
-T = torch.tensor
 INF = float("inf")
-
-
-def rand(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
 def with_beta(loss: SoftmaxAtKLoss, beta) -> SoftmaxAtKLoss:
@@ -115,14 +110,7 @@ def naive_slk(u, i, ids, extra, extra_ids, tau, tau_w, sim, logq, mask_dup, excl
 @pytest.mark.parametrize("mask_dup", [False, True])
 @pytest.mark.parametrize("with_extra", [False, True])
 def test_matches_naive_loop(sim, mask_dup, with_extra):
-    b, k, d = 6, 4, 5
-    u, i = rand(b, d, seed=1), rand(b, d, seed=2)
-    ids = T([3, 1, 3, 0, 2, 1])
-    extra = rand(k, d, seed=3) if with_extra else None
-    extra_ids = T([1, 5, 6, 3]) if with_extra else None
-    c = b + (k if with_extra else 0)
-    logq = rand(c, seed=4).abs()
-    exclude = rand(b, c, seed=5) > 0.8
+    u, i, ids, extra, extra_ids, c, logq, exclude = in_batch_case(with_extra)
     beta = rand(4, seed=6) * 0.5
     user_ids = T([2, 0, 3, 2, 1, 0])  # user 2 and user 0 appear twice
     loss = with_beta(SoftmaxAtKLoss(0.3, sim, tau_w=0.7, mask_duplicates=mask_dup), beta)

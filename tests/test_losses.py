@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from loss_cases import T, in_batch_case, rand
+from loss_cases import gradcheck as _check
 
 from ssmrec.data import PopularityNegatives, log_expected_counts
 from ssmrec.losses import (
@@ -18,13 +20,6 @@ from ssmrec.losses import (
     build_loss,
     l2_regularization,
 )
-
-T = torch.tensor
-
-
-def rand(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- hand-worked values
@@ -127,14 +122,7 @@ def naive_ssm(u, i, ids, extra, extra_ids, tau, sim, logq, mask_dup, exclude):
 @pytest.mark.parametrize("mask_dup", [False, True])
 @pytest.mark.parametrize("with_extra", [False, True])
 def test_ssm_matches_naive_loop(sim, mask_dup, with_extra):
-    b, k, d = 6, 4, 5
-    u, i = rand(b, d, seed=1), rand(b, d, seed=2)
-    ids = T([3, 1, 3, 0, 2, 1])
-    extra = rand(k, d, seed=3) if with_extra else None
-    extra_ids = T([1, 5, 6, 3]) if with_extra else None
-    c = b + (k if with_extra else 0)
-    logq = rand(c, seed=4).abs()
-    exclude = rand(b, c, seed=5) > 0.8
+    u, i, ids, extra, extra_ids, c, logq, exclude = in_batch_case(with_extra)
     loss = SampledSoftmaxLoss(0.3, sim, mask_duplicates=mask_dup)
     got = loss(u, i, item_ids=ids, extra_reps=extra, extra_ids=extra_ids, logq=logq, exclude=exclude)
     want = naive_ssm(u, i, ids, extra, extra_ids, 0.3, sim, logq, mask_dup, exclude)
@@ -180,11 +168,6 @@ def test_softmax_matches_naive_loop():
 
 
 # ----------------------------------------------------------------------------- gradcheck
-def _check(fn, *inputs):
-    inputs = [x.clone().requires_grad_(True) for x in inputs]
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
-
-
 @pytest.mark.parametrize("sim", ["cos", "ip"])
 def test_gradcheck_ssm(sim):
     ids = T([0, 1, 0, 2])
