@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ssmrec.data.interactions import DataError, Interactions
-from ssmrec.data.sampling import Batch, PairSampler, PopularityNegatives, shard_range
+from ssmrec.data.sampling import Batch, PairSampler, shard_range
 
 WIDE = 2**62
 """Integers are drawn below ``WIDE`` and reduced modulo the range: torch's 64-bit path, whose
@@ -68,32 +68,18 @@ class DeviceSampler(PairSampler):
             seen items are asked for (checked once here, not per batch).
     """
 
-    def __init__(
-        self,
-        train: Interactions,
-        batch_size: int = 2048,
-        *,
-        n_negatives: int = 0,
-        n_shared: int = 0,
-        shared_sampler: PopularityNegatives | None = None,
-        exclude_seen: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        dislikes: Interactions | None = None,
-        device: torch.device | str = "cpu",
-        rounds: int = 2,
-    ):
+    def __init__(self, train: Interactions, batch_size: int = 2048, *, device: torch.device | str = "cpu",
+                 rounds: int = 2, **settings):
         if rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
-        super().__init__(train, batch_size, n_negatives=n_negatives, n_shared=n_shared, shared_sampler=shared_sampler,
-                         exclude_seen=exclude_seen, seed=seed, drop_last=drop_last, dislikes=dislikes)
+        super().__init__(train, batch_size, **settings)
         self.device = torch.device(device)
         self.rounds = rounds
         put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
         pair_users = train.pair_users()
         self._users, self._items = put(pair_users), put(train.indices)
         self._keys = None
-        if exclude_seen and n_negatives:
+        if self.exclude_seen and self.n_negatives:
             full = train.user_degree >= train.n_items
             if full.any():
                 raise DataError(f"user {int(np.flatnonzero(full)[0])} has interacted with every item; "
@@ -104,7 +90,7 @@ class DeviceSampler(PairSampler):
             self._unseen_keys = put(pair_users * (train.n_items + 1) + before)
             self._indptr = put(train.indptr)
             self._n_unseen = put(train.n_items - train.user_degree)
-        if n_shared:
+        if self.n_shared:
             prob = self.shared_sampler.prob
             self._cdf = put(np.cumsum(prob))  # float64, as PopularityNegatives
             self._last = int(np.flatnonzero(prob > 0)[-1])
