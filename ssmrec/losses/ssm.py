@@ -151,38 +151,27 @@ class SampledSoftmaxLoss(nn.Module):
         self.similarity = check_similarity(similarity)
         self.mask_duplicates = mask_duplicates
 
-    def logits(
-        self,
-        user_reps: torch.Tensor,
-        item_reps: torch.Tensor,
-        *,
-        logq: torch.Tensor | None = None,
-        **batch,
-    ) -> torch.Tensor:
+    def logits(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **batch) -> torch.Tensor:
         """The ``(B, C + K)`` masked, corrected logits of ``B`` rows against ``C`` in-batch and
         ``K`` extra candidates; the target of row ``b`` is column ``target[b]`` (default ``b``).
-        ``batch``: the candidates' keywords, :data:`CANDIDATE_ARGS` (``item_ids``, ``extra_reps``,
-        ``extra_ids``, ``exclude``, ``target``, ``row_negatives``, ``row_negative_ids``; see
-        :func:`candidates`); others (``user_ids``...) are ignored."""
+        ``batch``: ``logq`` and the candidates' keywords, :data:`CANDIDATE_ARGS` (``item_ids``,
+        ``extra_reps``, ``extra_ids``, ``exclude``, ``target``, ``row_negatives``,
+        ``row_negative_ids``; see :func:`candidates`); others (``user_ids``...) are ignored."""
+        return self._logits_and_target(user_reps, item_reps, **batch)[0]
+
+    def _logits_and_target(self, user_reps: torch.Tensor, item_reps: torch.Tensor, *,
+                           logq: torch.Tensor | None = None, **batch) -> tuple[torch.Tensor, torch.Tensor]:
         cand = loss_candidates(self, user_reps, item_reps, batch, tau=self.tau)
         logits = cand.scores
         if logq is not None:
             logits = logits - logq.to(logits.dtype).unsqueeze(0)
         if cand.mask is not None:
             logits = logits.masked_fill(cand.mask, float("-inf"))
-        return logits
-
-    @staticmethod
-    def _target(logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        if target is None:
-            return torch.arange(logits.shape[0], device=logits.device)
-        return target.to(logits.device)
+        return logits, cand.target
 
     def forward(self, user_reps: torch.Tensor, item_reps: torch.Tensor, **kwargs) -> torch.Tensor:
-        logits = self.logits(user_reps, item_reps, **kwargs)
-        if kwargs.get("row_negatives") is not None:  # each row: its positive (column 0), then its negatives
-            return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
-        return F.cross_entropy(logits, self._target(logits, kwargs.get("target")))
+        # the target column is the candidates' own (row b's positive, or column 0 with row negatives)
+        return F.cross_entropy(*self._logits_and_target(user_reps, item_reps, **kwargs))
 
 
 class SoftmaxLoss(nn.Module):
