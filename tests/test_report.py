@@ -149,6 +149,14 @@ def test_likely_reason_takes_the_most_specific_note():
     assert "hyper-parameters not re-tuned" in likely_reason(("t5", "gowalla"), [], 0.1, 0.2, notes)
 
 
+def test_likely_reason_says_how_far_the_l2_search_got():
+    assert "L2 not searched" in likely_reason(("gowalla",), [], 0.1, 0.2, {}, l2_tried=1)
+    assert "partial (2 of the study's 6" in likely_reason(("gowalla",), [], 0.1, 0.2, {}, l2_tried=2)
+    assert "not an untuned L2" in likely_reason(("gowalla",), [], 0.1, 0.2, {}, l2_tried=6)
+    # an untuned L2 does not explain a cell above the paper
+    assert "L2" not in likely_reason(("gowalla",), [], 0.3, 0.2, {}, l2_tried=1)
+
+
 def test_report_on_a_users_own_grid_says_what_it_read(tiny_dir, tmp_path, capsys):
     from ssmrec.cli import main
 

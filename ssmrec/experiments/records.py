@@ -81,6 +81,8 @@ def default_similarity(loss: str) -> dict[str, str]:
 TUNED = ("reg",)
 """Settings searched per cell (the L2 grid): among records that differ only in them, a cell shows
 the one selected on its selection metric (validation under holdout, test-selected under paper)."""
+STUDY_L2 = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+"""The study's L2 search (PAPER.md: "coefficient searched in {1e-6 ... 1e-1}")."""
 
 
 def _score(r: Record) -> float:
@@ -88,15 +90,22 @@ def _score(r: Record) -> float:
     return float(part.get(r.m["metric"], float("-inf")))
 
 
-def search_trace(records: list[Record], chosen: Record) -> str:
-    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried (of a value
-    recorded twice, the longer run: one continued with ``--extend``)."""
+def searched(records: list[Record], chosen: Record) -> dict[tuple, Record]:
+    """The values of :data:`TUNED` a cell's search tried, each with its record (of a value recorded
+    twice, the longer run: one continued with ``--extend``); the chosen record stands for its value."""
     same = [r for r in records if all(r.s.get(k) == chosen.s.get(k) for k in chosen.s if k not in TUNED)]
     by_value: dict[tuple, Record] = {}
     for r in same:
         value = tuple(r.s.get(k) for k in TUNED)
         if value not in by_value or r.m["epochs_run"] > by_value[value].m["epochs_run"] or r is chosen:
             by_value[value] = r
+    return by_value
+
+
+def search_trace(records: list[Record], chosen: Record) -> str:
+    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried; empty when
+    it tried one."""
+    by_value = searched(records, chosen)
     if len(by_value) < 2:
         return ""
     parts = []

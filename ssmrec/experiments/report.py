@@ -20,6 +20,7 @@ from ssmrec.experiments.records import (  # noqa: F401  (re-exported: the report
     BUDGET_STOPS,
     DATASETS,
     FIG1_LOSSES,
+    STUDY_L2,
     TUNED,
     Record,
     _score,
@@ -27,6 +28,7 @@ from ssmrec.experiments.records import (  # noqa: F401  (re-exported: the report
     fmt_cell,
     load_records,
     search_trace,
+    searched,
     select,
     stop_note,
 )
@@ -87,8 +89,10 @@ def rel(ours: float, paper: float) -> float:
     return (ours - paper) / paper
 
 
-def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes: dict[str, str]) -> str:
-    """The most likely reason for a gap, from the records (budget, data) and the written notes."""
+def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes: dict[str, str],
+                  l2_tried: int = 0) -> str:
+    """The most likely reason for a gap, from the records (budget, L2 search, data) and the written
+    notes. ``l2_tried``: how many of the study's L2 values the cell's search recorded (0: not counted)."""
     reasons = []
     # the most specific note: "t5.yelp2018.user.0.5.0.5", else "t5.yelp2018.user", else "t5.yelp2018", ...
     note = next((notes[k] for n in range(len(key), 0, -1) if (k := ".".join(str(x) for x in key[:n])) in notes),
@@ -101,6 +105,14 @@ def likely_reason(key: tuple, rs: list[Record], ours: float, paper: float, notes
                        f"(best at the last evaluation): longer training would likely narrow the gap")
     elif any(r.budget_stopped for r in rs) and ours < paper:
         reasons.append("stopped by its budget (its curve had flattened)")
+    if ours >= paper:
+        pass  # an untuned L2 does not explain a cell above the paper
+    elif l2_tried == 1:
+        reasons.append(f"L2 not searched (one value; the study searches {len(STUDY_L2)})")
+    elif 1 < l2_tried < len(STUDY_L2):
+        reasons.append(f"its L2 search is partial ({l2_tried} of the study's {len(STUDY_L2)} values recorded)")
+    elif l2_tried >= len(STUDY_L2):
+        reasons.append(f"L2 searched over the study's {len(STUDY_L2)} values: the gap is not an untuned L2")
     if "yelp2018" in key:
         reasons.append("our Yelp2018 is LightGCN's version (31,668 users / 38,048 items), the files the "
                        "authors ship; the paper's Table 1 quotes another (31,831 / 40,841)")
@@ -216,7 +228,8 @@ class Report:
                         self.gaps.append(f"Table 3, {ds}, {label} + {loss.upper()}: Recall@20 {r_mean:.4f} vs "
                                          f"{pr:.4f} ({rel(r_mean, pr):+.1%}). Likely reason: "
                                          + likely_reason((ds, want["model"], loss, *([want["side"]] if "side" in want else [])),
-                                                         rs, r_mean, pr, self.notes))
+                                                         rs, r_mean, pr, self.notes,
+                                                         l2_tried=len(searched(self.records, rs[0]))))
                 if arms["bpr"] and arms["ssm"]:
                     body.append(self._ri_row(ds, want["model"], arms["bpr"], arms["ssm"]))
             if body:
