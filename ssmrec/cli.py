@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="TOML file of the base settings; a [sweep] table may list members = [{seed = 0}, "
                         "{reg = 1e-4, tau = 0.2}]; flags override the base settings")
+    p.add_argument("--resume", default=None, metavar="SWEEP_DIR",
+                   help="continue an interrupted sweep from its last checkpoint (only --device, --threads, "
+                        "--progress and --checkpoint-every may be given with it)")
     p.add_argument("--member", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE...]",
                    help="one member's settings, e.g. --member seed=1 --member reg=1e-4,tau=0.2 (repeatable; "
                         "after the file's members)")
@@ -561,9 +564,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ssmrec.experiments.sweep import Sweep, check_new_sweep_dir, default_sweep_dir, member_configs, parse_member
+    from ssmrec.experiments.members import member_configs, parse_member
+    from ssmrec.experiments.sweep import Sweep, check_new_sweep_dir, default_sweep_dir
     from ssmrec.train.config import read_toml
 
+    if args.resume:
+        if args.config or args.member:
+            raise ConfigError("--resume continues a sweep with its own settings and members: give neither "
+                              "--config nor --member")
+        sweep = Sweep.resume(args.resume, overrides=_train_values(args), echo=lambda line: print(line, flush=True))
+        sweep.fit()
+        return 0
     data = read_toml(args.config) if args.config else {}
     table = data.pop("sweep", {})
     if not isinstance(table, dict) or set(table) - {"members"}:

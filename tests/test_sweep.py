@@ -11,7 +11,8 @@ import torch
 from ssmrec.data.sampling import PairSampler
 from ssmrec.errors import ConfigError
 from ssmrec.eval.evaluator import Evaluator
-from ssmrec.experiments.sweep import Sweep, member_configs, parse_member
+from ssmrec.experiments.members import member_configs, parse_member
+from ssmrec.experiments.sweep import Sweep
 from ssmrec.losses import default_negatives, kind_of
 from ssmrec.train import TrainConfig, Trainer
 from ssmrec.train.restore import restore

@@ -66,6 +66,38 @@ def test_a_killed_study_resumes(tiny, tmp_path):
     assert len(optuna.load_study(study_name="study", storage=storage).trials) == 3
 
 
+def test_a_stopped_study_resumes_its_sweep_where_it_stopped(tiny, tmp_path, monkeypatch):
+    """SIGTERM in the middle of a round: re-running the study resumes that sweep from its
+    checkpoint (no trial failed or trained twice), and the values equal an uninterrupted study's."""
+    import signal
+
+    from ssmrec.experiments import tune
+    from ssmrec.train.signals import Interrupted
+
+    cfg = TrainConfig.from_dict({**BASE, "epochs": 4, "checkpoint_every": 0.0})
+    grid = {"reg": [1e-4, 1e-2, 1e-1]}
+    whole = Study(cfg, grid, tmp_path / "whole", members=2, pruner="none", dataset=tiny, echo=None).run()
+
+    class StoppedInEpoch2(tune.Sweep):
+        def step(self, batch):
+            out = super().step(batch)
+            if self.epoch == 1 and batch.index == 0:
+                self.stop.request(signal.SIGTERM)
+            return out
+
+    monkeypatch.setattr(tune, "Sweep", StoppedInEpoch2)
+    with pytest.raises(Interrupted, match="run the same ssmrec tune command again"):
+        Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=None).run()
+    monkeypatch.undo()
+    lines = []
+    s = Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=lines.append).run()
+    assert any(line.startswith("resuming the sweep of trials 0, 1 in") for line in lines)
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE"] * 3  # none failed, none enqueued twice
+    assert {t["params"]["reg"]: t["value"] for t in s["trials"]} == \
+        {t["params"]["reg"]: t["value"] for t in whole["trials"]}
+    assert s["epochs_trained"] == whole["epochs_trained"] == 3 * 4
+
+
 def test_coarse_then_fine_temperature_search(tiny, tmp_path):
     cfg = TrainConfig.from_dict({**BASE, "loss": "ssm", "epochs": 2})
     s = Study(cfg, {}, tmp_path / "tau", members=4, pruner="none", tau_search=True, dataset=tiny, echo=None).run()

@@ -27,12 +27,20 @@ exponents).
 Records: ``run_dir/member-<k>/`` is a run directory like a solo run's (``config.json`` with the
 member's settings plus a ``sweep`` entry naming the stream seed, ``history.jsonl``, ``best.pt``,
 ``metrics.json``, ``export/``), so ``ssmrec evaluate``, ``recommend``, ``plot`` and
-:meth:`ssmrec.Recommender.from_run` read a member as a run. There is no ``last.pt``: a member
-cannot be resumed on its own. ``run_dir/sweep.json`` summarises the members.
+:meth:`ssmrec.Recommender.from_run` read a member as a run. ``run_dir/sweep.json`` summarises the members.
+
+Interruptions: a sweep with a run directory writes ``run_dir/last.pt`` (the stacked tables, Adam's
+state, every member's history, stopper and counters, and the position in the batch stream) at
+every epoch's end and every ``checkpoint_every`` seconds within an epoch. SIGINT / SIGTERM stop it
+at the next step with a checkpoint; :meth:`Sweep.resume` (``ssmrec sweep --resume DIR``)
+continues from there, over the same batches, so a resumed sweep ends where the uninterrupted one
+would (``kill -9`` loses the steps since the last checkpoint, nothing before it). A member is
+resumed with its sweep, not on its own.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -46,17 +54,18 @@ from tqdm.auto import tqdm
 from ssmrec.data.dataset import Dataset, load_dataset
 from ssmrec.errors import ConfigError, TrainingError
 from ssmrec.eval.evaluator import Evaluator
+from ssmrec.experiments.members import SWEEPABLE, describe, member_configs, model_key, parse_member
 from ssmrec.experiments.stacked import BUILT_IN, StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
-from ssmrec.losses import build_loss, canonical, spec_of
+from ssmrec.losses import build_loss, canonical
 from ssmrec.models import build_model
 from ssmrec.train.callbacks import EarlyStopping
-from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings, parse_text, save_json
+from ssmrec.train.config import TrainConfig, save_json
 from ssmrec.train.export import write_export
 from ssmrec.train.objective import build_objective
-from ssmrec.train.run import BEST, EXPORT, RunDir, check_new_run_dir, default_run_dir, environment
+from ssmrec.train.run import BEST, EXPORT, LAST, RunDir, check_new_run_dir, default_run_dir, environment
+from ssmrec.train.signals import Interrupted, StopRequest, signal_name
 from ssmrec.train.trainer import SELECTION, auto_threads, data_location, make_optimizer, resolve_device
 
-SWEEPABLE = ("seed", "reg", "tau", "layers", "margin", "neg_weight", "a0", "a1")
 SUMMARY = "sweep.json"
 
 
@@ -86,86 +95,6 @@ def keep_freed_memory() -> bool:
         return False
 
 
-def _model_key(name: str) -> str:
-    return name.lower().replace("+", "p").replace("-", "")
-
-
-def parse_member(text: str) -> dict[str, Any]:
-    """``"reg=1e-4,tau=0.2"`` -> ``{"reg": 1e-4, "tau": 0.2}`` (values typed as the settings)."""
-    types = {name: str(f.type) for name, f in TrainConfig.__dataclass_fields__.items()}
-    out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, eq, value = part.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key:
-            raise ConfigError(f"--member {text!r}: expected NAME=VALUE[,NAME=VALUE...], got {part!r}")
-        out[key] = parse_text(types.get(key, "str"), value.strip())
-    return out
-
-
-def loss_parameters(loss: str) -> dict[str, Any]:
-    """The parameters of a loss that take ``loss_params`` (the losses after the study, registered
-    ones), with their defaults: sweep members and tuning grids may set them by name."""
-    spec = spec_of(loss)
-    return dict(spec.params) if spec is not None else {}
-
-
-def _typed_like(default: Any, value: Any, where: str) -> Any:
-    """A member's value of a loss parameter, typed as the parameter's default (text from a flag)."""
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
-        return value
-    kind = "bool" if isinstance(default, bool) else type(default).__name__
-    return parse_text(kind, value) if kind in ("bool", "int", "float") else value
-
-
-def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[TrainConfig]:
-    """Each member's full configuration (``base`` with its overrides), refusing overrides that
-    would change the shared batch stream or the shared computation. A member may also set one of
-    its loss's own parameters by name (``tau2=0.8`` for ``bsl``), merged into ``loss_params``."""
-    if not members:
-        raise ConfigError("a sweep needs at least one member")
-    if base.nproc != 1:
-        raise ConfigError(f"nproc: a sweep trains in one process (got nproc={base.nproc})")
-    loss, model = canonical(base.loss), _model_key(base.model)
-    if base.negatives and "extra_negatives" in loss_settings(loss):
-        raise ConfigError(f"negatives: a sweep of {loss} trains on in-batch candidates; per-positive sampled "
-                          "negatives for it are a solo-run setting")
-    own = loss_settings(loss) | MODEL_SETTINGS.get(model, set()) | {"seed", "reg"}
-    known = TrainConfig.field_names()
-    params = loss_parameters(loss)
-    cfgs = []
-    for j, over in enumerate(members):
-        if not isinstance(over, dict):
-            raise ConfigError(f"member {j}: expected a table of settings, got {over!r}")
-        mine = {k: _typed_like(params[k], v, f"member {j}") for k, v in over.items() if k in params}
-        over = {k: v for k, v in over.items() if k not in params}
-        if mine:
-            over["loss_params"] = {**base.loss_params, **mine}
-        for key in over:
-            if key == "loss_params" and mine:
-                continue
-            name = key.replace("-", "_")
-            if name not in known:
-                continue  # TrainConfig.replace names it, with suggestions
-            if name not in SWEEPABLE:
-                raise ConfigError(
-                    f"member {j}: {name} cannot differ between members: they share one batch stream "
-                    f"(batch order and negatives), one model family, loss and optimizer, and one "
-                    f"evaluation schedule. Set it in the base settings or run another sweep; members "
-                    f"may set {', '.join(SWEEPABLE)}")
-            if name not in own:
-                raise ConfigError(f"member {j}: {name} is not used by {model} + {loss}; members of this "
-                                  f"sweep may set {', '.join(s for s in SWEEPABLE if s in own)}")
-        cfgs.append(base.replace(over, source=f"member {j}"))
-    if model == "svdpp":
-        shapes = {(c.side, c.a0, c.a1) for c in cfgs}
-        if len(shapes) > 1:
-            shown = ", ".join(f"a0={a0:g} a1={a1:g}" for _, a0, a1 in sorted(shapes))
-            raise ConfigError(f"SVD++ members share one propagation matrix, so a0 and a1 must be equal "
-                              f"across members (got {shown}); run one sweep per pair of exponents")
-    return cfgs
-
-
 def check_new_sweep_dir(path: str | Path) -> None:
     """Refuse, before any work, a folder that cannot take a new sweep (see
     :func:`~ssmrec.train.run.check_new_run_dir`; a folder holding a sweep is refused too)."""
@@ -178,12 +107,6 @@ def check_new_sweep_dir(path: str | Path) -> None:
 def default_sweep_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
     """``runs/<dataset>-<model>-<loss>-sweep-<time>`` (numbered if taken)."""
     return default_run_dir(cfg, root, kind="sweep")
-
-
-def describe(overrides: dict[str, Any]) -> str:
-    """``seed=1, reg=0.0001`` (or ``base``)."""
-    shown = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items()]
-    return ", ".join(shown) or "base"
 
 
 @dataclass
@@ -234,12 +157,13 @@ class Sweep:
     """
 
     def __init__(self, base_cfg: TrainConfig, members: list[dict[str, Any]], dataset: Dataset | None = None,
-                 run_dir: str | Path | None = None, *, echo: Callable[[str], None] | None = print):
+                 run_dir: str | Path | None = None, *, echo: Callable[[str], None] | None = print,
+                 resuming: bool = False):
         self.cfg = cfg = base_cfg
         cfgs = member_configs(cfg, members)
         self.echo = echo or (lambda s: None)
         self.path = Path(run_dir) if run_dir is not None else None
-        if self.path is not None:
+        if self.path is not None and not resuming:
             check_new_sweep_dir(self.path)
         keep_freed_memory()
         if cfg.threads:
@@ -251,7 +175,7 @@ class Sweep:
         if max(cfg.ks) > self.data.n_items:
             raise ConfigError(f"ks: K {max(cfg.ks)} is larger than the {self.data.n_items} items of {self.data.name}")
         train = self.data.train
-        seeds, key = [c.seed for c in cfgs], _model_key(cfg.model)
+        seeds, key = [c.seed for c in cfgs], model_key(cfg.model)
         if key == "mf":
             model = StackedMF(train.n_users, train.n_items, cfg.dim, seeds)
         elif key == "svdpp":
@@ -286,7 +210,11 @@ class Sweep:
         self.members = [Member(j, over, c, EarlyStopping(cfg.metric, cfg.patience))
                         for j, (over, c) in enumerate(zip(typed, cfgs))]
         self.live = list(range(len(self.members)))
-        self.epoch = 0
+        self.epoch = 0  # epochs done
+        self.batch = 0  # batches of the current epoch done
+        self.epoch_seconds = 0.0  # training seconds of the current epoch so far (across a resume)
+        self.stop = StopRequest(quiet=True)  # replaced by the live one during fit()
+        self.resume_hint = f"ssmrec sweep --resume {self.path}"  # what an interrupted sweep says to run
         self.train_seconds = self.eval_seconds = 0.0
         self._solo_models: dict[int, torch.nn.Module] = {}
         # called after each member's evaluation as on_eval(member, epoch, metrics); True stops it
@@ -297,7 +225,13 @@ class Sweep:
             for m in self.members:
                 m.run = RunDir(self.path / f"member-{m.index}")
                 m.cfg = m.cfg.replace({"out": str(m.run.path)}, source=f"member {m.index}")
-                m.run.create(m.cfg, {**record, "sweep": self._member_note(m)})
+                if resuming and m.run.exists():
+                    was = m.run.record().get("data", {}).get("fingerprint")
+                    if was and was != record["data"]["fingerprint"]:
+                        raise TrainingError(f"{m.run.path}: the dataset differs from the one this sweep was "
+                                            "trained on (train fingerprint changed); cannot resume")
+                else:
+                    m.run.create(m.cfg, {**record, "sweep": self._member_note(m)})
             self._write_summary(status="running")
 
     def _member_note(self, m: Member) -> dict[str, Any]:
@@ -321,14 +255,17 @@ class Sweep:
         return losses, ([0.0] * len(losses) if reg_term is None else reg_term.detach().tolist())
 
     def train_epoch(self, epoch: int) -> float:
-        """Run one epoch over the live members; returns its seconds."""
+        """Run the remaining batches of one epoch over the live members (from :attr:`batch`, where
+        a resumed sweep left off); returns the epoch's training seconds."""
+        cfg = self.cfg
         self.model.train()
-        bar = tqdm(total=len(self.sampler), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                   disable=not self.cfg.progress, dynamic_ncols=True)
-        t0 = time.perf_counter()
+        bar = tqdm(total=len(self.sampler), initial=self.batch, desc=f"epoch {epoch + 1}", unit="batch",
+                   leave=False, disable=not cfg.progress, dynamic_ncols=True)
+        t0, last_ckpt = time.perf_counter(), time.time()
         try:
-            for batch in self.sampler.epoch(epoch):
+            for batch in self.sampler.epoch(epoch, start=self.batch):
                 losses, regs = self.step(batch)
+                self.batch = batch.index + 1
                 diverged = []
                 for j, value, reg in zip(self.live, losses, regs):
                     m = self.members[j]
@@ -347,13 +284,27 @@ class Sweep:
                 bar.update(1)
                 if not self.live:
                     break
+                if self.stop.requested:  # a safe point: the step and every member's counters are complete
+                    self.epoch_seconds += time.perf_counter() - t0
+                    self._checkpoint()
+                    raise self._interrupted(f"epoch {epoch + 1}, batch {self.batch}")
+                if self.path is not None and cfg.checkpoint_every and time.time() - last_ckpt > cfg.checkpoint_every:
+                    self.epoch_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self._checkpoint()
+                    last_ckpt = time.time()
         finally:
             bar.close()
-        return time.perf_counter() - t0
+        self.epoch_seconds += time.perf_counter() - t0
+        return self.epoch_seconds
 
     def fit(self) -> list[dict[str, Any]]:
         """Train until ``epochs``, each member until its early stop, or the time budget; returns
         each member's final result (what ``metrics.json`` holds), in member order."""
+        with StopRequest(quiet=False) as self.stop:
+            return self._fit()
+
+    def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         wall0 = time.perf_counter()
         which = "valid" if cfg.protocol == "holdout" else "test"
@@ -411,9 +362,98 @@ class Sweep:
                 self.echo(f"member {j} [{m.label}] stops: {m.stop_reason} at epoch {m.epochs_run} (best epoch "
                           f"{m.stopper.best_epoch}); {len(self.live) - len(stopped)} still training")
             self._drop(stopped)
+            self.batch, self.epoch_seconds = 0, 0.0
+            if self.live:
+                self._checkpoint()
+                if self.stop.requested:  # after the evaluation and the epoch's checkpoint
+                    raise self._interrupted(f"the end of epoch {epoch + 1}")
         for j in self.live:
             self.members[j].stop_reason = "max_epochs"
-        return self.finish(time.perf_counter() - wall0)
+        results = self.finish(time.perf_counter() - wall0)
+        if self.path is not None:  # finished: the members' best.pt and export/ are what stays
+            (self.path / LAST).unlink(missing_ok=True)
+        return results
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed sweep needs to continue over the same batches."""
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "live": list(self.live), "epoch": self.epoch, "batch": self.batch,
+            "epoch_seconds": self.epoch_seconds,
+            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+            "members": [{"history": m.history, "stop_reason": m.stop_reason, "error": m.error,
+                         "epochs_run": m.epochs_run, "train_seconds": m.train_seconds,
+                         "eval_seconds": m.eval_seconds, "partial": dict(m.partial),
+                         "stopper": m.stopper.state_dict()} for m in self.members],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["members"]) != len(self.members):
+            raise TrainingError(f"{self.path}: the checkpoint holds {len(state['members'])} members, the sweep "
+                                f"{len(self.members)}; cannot resume")
+        self._drop([j for j in self.live if j not in state["live"]])  # as the checkpointed sweep had
+        if self.live != list(state["live"]):
+            raise TrainingError(f"{self.path}: the checkpoint's live members {state['live']} are out of order")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.batch, self.epoch_seconds = state["epoch"], state["batch"], state["epoch_seconds"]
+        self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
+        for m, saved in zip(self.members, state["members"]):
+            m.history, m.stop_reason, m.error = list(saved["history"]), saved["stop_reason"], saved["error"]
+            m.epochs_run, m.partial = saved["epochs_run"], dict(saved["partial"])
+            m.train_seconds, m.eval_seconds = saved["train_seconds"], saved["eval_seconds"]
+            m.stopper.load_state_dict(saved["stopper"])
+            if m.run is not None:
+                m.run.write_history(m.history)  # a member's history may have run ahead of the checkpoint
+
+    def _checkpoint(self) -> None:
+        if self.path is not None:
+            RunDir(self.path).save(LAST, self.state_dict())
+
+    def _interrupted(self, where: str) -> Interrupted:
+        signum = self.stop.signum or 2
+        if self.path is not None:
+            self._write_summary(status="interrupted")
+        hint = f"Continue with: {self.resume_hint}" if self.path is not None else "(no sweep directory to resume)"
+        return Interrupted(f"{signal_name(signum)}: the sweep stopped at {where}; checkpoint written. {hint}",
+                           signum)
+
+    @classmethod
+    def resume(cls, path: str | Path, dataset: Dataset | None = None, *,
+               echo: Callable[[str], None] | None = print, overrides: dict[str, Any] | None = None) -> Sweep:
+        """The sweep of folder ``path``, at its last checkpoint (``overrides`` may change
+        ``device``, ``threads``, ``progress`` or ``checkpoint_every``; not the settings that make
+        the batches). Its data is found where the sweep recorded it (as a run's, see
+        :meth:`~ssmrec.train.run.RunDir.data_config`) and checked by its fingerprint."""
+        path = Path(path)
+        summary = path / SUMMARY
+        try:
+            data = json.loads(summary.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: not a sweep directory (no {SUMMARY})") from None
+        base = TrainConfig.from_dict(data["base"], source=str(summary))
+        if overrides:
+            allowed = {"device", "threads", "progress", "checkpoint_every"}
+            if set(overrides) - allowed:
+                raise ConfigError(f"resume: only {', '.join(sorted(allowed))} may change when a sweep resumes, "
+                                  f"got {', '.join(sorted(set(overrides) - allowed))}")
+            base = base.replace(overrides, source="resume")
+        first = RunDir(path / "member-0")
+        if first.exists():
+            base = first.data_config(base)
+        members = [m["overrides"] for m in data["members"]]
+        if data.get("status") == "finished":
+            raise ConfigError(f"{path}: this sweep has finished (see {summary}); nothing to resume")
+        sweep = cls(base, members, dataset, path, echo=echo, resuming=True)
+        state = RunDir(path).load(LAST, sweep.device)
+        if state is None:
+            sweep.echo(f"{path} has no checkpoint yet (stopped before its first one): starting from epoch 1")
+        else:
+            sweep.load_state_dict(state)
+            sweep.echo(f"resuming {path} at epoch {sweep.epoch + 1}, batch {sweep.batch}, "
+                       f"{len(sweep.live)} of {len(sweep.members)} members training")
+        return sweep
 
     def _drop(self, gone: list[int]) -> None:
         """Slice the members ``gone`` out of the stacked tables, the objective and Adam's state."""
@@ -442,7 +482,7 @@ class Sweep:
     # ------------------------------------------------------------------ results
     def solo_model(self, m: Member) -> torch.nn.Module:
         """A solo model of member ``m``'s kind (weights not loaded; one per layer count)."""
-        key = m.cfg.layers if _model_key(self.cfg.model) == "lightgcn" else 0
+        key = m.cfg.layers if model_key(self.cfg.model) == "lightgcn" else 0
         if key not in self._solo_models:
             c = m.cfg
             self._solo_models[key] = build_model(c.model, self.data.train, c.dim, layers=c.layers, side=c.side,

@@ -14,9 +14,11 @@ sweep's compute. Survivors run to their early stop. Selection is on validation u
 The study's temperature search (coarse {0.1, 0.2, 0.5, 1.0}, then steps of 0.02 around the best)
 is ``tau_search=True``: a coarse round, then the fine values enqueued around the best.
 
-A study survives ``kill -9``: finished and pruned trials stay in the storage; trials that were
-running (a sweep has no checkpoint of its own) are marked failed and enqueued again, so re-running
-the same command continues the study. ``OUT/tune.json`` lists every trial (values, state, epochs,
+A study survives ``kill -9`` and SIGTERM: finished and pruned trials stay in the storage, and
+re-running the same command continues the study. Trials that were training resume with their sweep
+from its last checkpoint (:meth:`Sweep.resume`: the same batches, so they end as if never
+stopped); trials whose sweep had not started (no ``sweep.json``) are marked failed and enqueued
+again. ``OUT/tune.json`` lists every trial (values, state, epochs,
 run directory, test metrics) and the selected settings.
 """
 
@@ -31,7 +33,9 @@ from typing import Any
 
 from ssmrec.errors import ConfigError
 from ssmrec.experiments.grid import Search
-from ssmrec.experiments.sweep import SWEEPABLE, Sweep, loss_parameters
+from ssmrec.experiments.members import SWEEPABLE, loss_parameters
+from ssmrec.experiments.sweep import SUMMARY as SWEEP_SUMMARY
+from ssmrec.experiments.sweep import Sweep
 from ssmrec.train.config import TrainConfig, parse_text, save_json
 
 SUMMARY = "tune.json"
@@ -117,14 +121,31 @@ class Study:
     def _key(self, params: dict[str, Any]) -> str:
         return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
 
-    def _recover(self) -> None:
-        """Trials left running by a killed process: failed, and enqueued again."""
+    def _recover(self) -> list[tuple[Path, list[Any]]]:
+        """Trials left running by a stopped process. Those of a sweep that can go on are returned
+        with its folder, in member order, to be resumed; the others are failed and enqueued again."""
         from optuna.trial import TrialState
 
+        by_sweep: dict[str, list[Any]] = {}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.study.tell(t.number, state=TrialState.FAIL)
-            self.study.enqueue_trial(t.params, skip_if_exists=False)
-            self.echo(f"trial {t.number} ({t.params}) was interrupted: enqueued again")
+            by_sweep.setdefault(t.user_attrs.get("sweep") or "", []).append(t)
+        resumable = []
+        for where, trials in by_sweep.items():
+            trials.sort(key=lambda t: t.user_attrs.get("member", -1))
+            summary = Path(where) / SWEEP_SUMMARY if where else None
+            if summary is not None and summary.is_file():
+                data = json.loads(summary.read_text())
+                members = [m["overrides"] for m in data.get("members", [])]
+                if (data.get("status") != "finished" and len(members) == len(trials)
+                        and all(self._key(m) == self._key(t.params) for m, t in zip(members, trials))):
+                    resumable.append((Path(where), trials))
+                    continue
+            for t in trials:
+                self.study.tell(t.number, state=TrialState.FAIL)
+                self.study.enqueue_trial(t.params, skip_if_exists=False)
+                self.echo(f"trial {t.number} ({t.params}) was interrupted before its sweep could be resumed: "
+                          "enqueued again")
+        return resumable
 
     def enqueue(self, combos: list[dict[str, Any]]) -> int:
         from optuna.trial import TrialState
@@ -168,10 +189,14 @@ class Study:
             from ssmrec.data.dataset import load_dataset
 
             self.data = load_dataset(self.base.data_config(), self.base.protocol)
-        self._recover()
+        resumable = self._recover()
         added = self.enqueue(combinations(self.grid))
         self.echo(f"study {self.study.study_name} in {self.storage}: {added} new trial(s) enqueued, "
                   f"{self._waiting()} waiting; selection on {self.which}")
+        for where, trials in resumable:
+            self.echo(f"resuming the sweep of trials {', '.join(str(t.number) for t in trials)} in {where}")
+            live = [self.optuna.trial.Trial(self.study, t._trial_id) for t in trials]
+            self._train(Sweep.resume(where, self.data, echo=self.echo), live)
         self._rounds()
         if self.tau_search:
             best_tau = self.best_params().get("tau")
@@ -185,8 +210,6 @@ class Study:
         return self.write_summary()
 
     def _rounds(self) -> None:
-        from optuna.trial import TrialState
-
         n = 0
         while self._waiting():
             trials = self._ask()
@@ -195,30 +218,38 @@ class Study:
             members = [dict(t.params) for t in trials]
             self.echo(f"round {n}: trials {', '.join(str(t.number) for t in trials)} as one sweep of "
                       f"{len(trials)} members in {run_dir}")
-            sweep = Sweep(self.base, members, self.data, run_dir, echo=self.echo)
-            by_member = {j: t for j, t in enumerate(trials)}
+            for j, t in enumerate(trials):  # where a stopped study finds them again
+                t.set_user_attr("sweep", str(run_dir))
+                t.set_user_attr("member", j)
+            self._train(Sweep(self.base, members, self.data, run_dir, echo=self.echo), trials)
 
-            def report(member, epoch: int, metrics: dict[str, float], by_member=by_member) -> bool:
-                trial = by_member[member.index]
-                trial.report(metrics[self.base.metric], epoch)
-                return self.pruner_name != "none" and trial.should_prune()
+    def _train(self, sweep: Sweep, trials: list[Any]) -> None:
+        """Train a sweep whose member ``j`` is ``trials[j]``, reporting each evaluation to its
+        trial (the pruner may stop it), then tell each trial its result."""
+        from optuna.trial import TrialState
 
-            sweep.on_eval = report
-            results = sweep.fit()
-            for j, (trial, result) in enumerate(zip(trials, results)):
-                m = sweep.members[j]
-                trial.set_user_attr("run_dir", result.get("run_dir"))
-                trial.set_user_attr("epochs_run", m.epochs_run)
-                trial.set_user_attr("best_epoch", m.stopper.best_epoch)
-                trial.set_user_attr("stop_reason", m.stop_reason)
-                trial.set_user_attr("test", result.get("test"))
-                if m.stop_reason == "pruned":
-                    self.study.tell(trial, state=TrialState.PRUNED)
-                elif m.stop_reason == "diverged" or m.stopper.best_epoch < 0:
-                    self.study.tell(trial, state=TrialState.FAIL)
-                else:
-                    self.study.tell(trial, m.stopper.best)
-            self.write_summary()
+        def report(member, epoch: int, metrics: dict[str, float]) -> bool:
+            trial = trials[member.index]
+            trial.report(metrics[self.base.metric], epoch)
+            return self.pruner_name != "none" and trial.should_prune()
+
+        sweep.on_eval = report
+        sweep.resume_hint = "run the same ssmrec tune command again (its sweep resumes from the checkpoint)"
+        results = sweep.fit()
+        for j, (trial, result) in enumerate(zip(trials, results)):
+            m = sweep.members[j]
+            trial.set_user_attr("run_dir", result.get("run_dir"))
+            trial.set_user_attr("epochs_run", m.epochs_run)
+            trial.set_user_attr("best_epoch", m.stopper.best_epoch)
+            trial.set_user_attr("stop_reason", m.stop_reason)
+            trial.set_user_attr("test", result.get("test"))
+            if m.stop_reason == "pruned":
+                self.study.tell(trial, state=TrialState.PRUNED)
+            elif m.stop_reason == "diverged" or m.stopper.best_epoch < 0:
+                self.study.tell(trial, state=TrialState.FAIL)
+            else:
+                self.study.tell(trial, m.stopper.best)
+        self.write_summary()
 
     # ------------------------------------------------------------------ results
     def best_params(self) -> dict[str, Any]:
