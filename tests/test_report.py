@@ -251,3 +251,5 @@ def test_the_study_tables_read_only_the_study_grids_records(tmp_path):
     text = Report(tmp_path / "records", tmp_path / "out", grids_dir=grids).render().read_text()
     assert "| MF | SSM | 0.1200 |" in text and "| MF | SSM | 0.0900 |" not in text
     assert "from 2 run records" in text and "(1 of the study's grids for its tables)" in text
+    # what is left: the one cell of the grid converged
+    assert "| table3 | 1 | 1 | 0 | 0 | 0 | 0.0 | 0.0 | 0 / 0 |" in text and "In all 0 runs are left" in text

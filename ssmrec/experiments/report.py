@@ -171,6 +171,20 @@ class Report:
                 continue
         return [r for r in self.records if str(r.data.get("cell", "")).rsplit("-", 1)[-1] in digests]
 
+    def plan(self) -> list[str]:
+        """What is left to run in every grid of ``grids_dir``, priced from all the records."""
+        if self.grids_dir is None:
+            return []
+        from ssmrec.experiments.plan import plan_grid, plan_lines
+
+        plans = []
+        for path in sorted(self.grids_dir.glob("*.toml")):
+            try:
+                plans.append(plan_grid(path, self.records))
+            except Exception:  # a grid this code cannot read (a newer one) is left out
+                continue
+        return plan_lines(plans)
+
     def use(self, rs: list[Record]) -> list[Record]:
         for r in rs:
             self.used[r.data["cell"]] = r
@@ -642,6 +656,7 @@ class Report:
         ntr = grid_records(self.records, grids / "ntr.toml", "ntr")
         write_which_loss(board, self.out)
         read = len(self.records)
+        left = self.plan()
         self.records = self.study_records()
         t3, t2, t4, t5, lay = self.table3(), self.table2(), self.table4(), self.table5(), self.layers()
         f1, ho, cv, cl = self.figure1(), self.holdout(), self.convergence(), self.claims()
@@ -726,6 +741,15 @@ class Report:
             *(budget or ["None: every cell in the tables above stopped on its early-stopping criterion."]),
             *(["", "Their curves: ![budget-stopped runs](figures/budget_stopped.png). `ssmrec experiment GRID "
                "--extend` continues them (resuming their run where it is on the machine)."] if budget_fig else []),
+            "",
+            "## What is left to run, and what it would cost",
+            "",
+            "Every grid of `experiments/`, cell by cell against the records: converged (stopped by its early-stopping "
+            "criterion), stopped by a budget, or not run. Epochs to go and seconds per epoch are medians of our own "
+            "records of the same dataset, model and loss (`ssmrec.experiments.plan`); a run with nothing to estimate "
+            "from is counted in the last column, not priced.",
+            "",
+            *(left or ["No grid files given."]),
             "",
             "## Run index",
             "",
