@@ -133,6 +133,21 @@ def test_signal_during_evaluation_stops_after_the_epoch_checkpoint(tiny, tmp_pat
     assert_same(again, reference)
 
 
+def test_checkpoints_are_written_every_checkpoint_every_seconds_not_every_epoch(tiny, tmp_path):
+    sweep = make(tiny, tmp_path / "sweep", checkpoint_every=1e9, epochs=3)
+    written = []
+    save = sweep._checkpoint
+    sweep._checkpoint = lambda: (written.append((sweep.epoch, sweep.batch)), save())
+    sweep.fit()
+    assert written == []
+    every_epoch = make(tiny, tmp_path / "every", checkpoint_every=0.0, epochs=3)
+    written = []
+    save = every_epoch._checkpoint
+    every_epoch._checkpoint = lambda: (written.append((every_epoch.epoch, every_epoch.batch)), save())
+    every_epoch.fit()
+    assert written == [(1, 0), (2, 0), (3, 0)]
+
+
 def test_resume_refuses_what_it_cannot_continue(tiny, tmp_path):
     with pytest.raises(ConfigError, match="not a sweep directory"):
         Sweep.resume(tmp_path, tiny, echo=None)

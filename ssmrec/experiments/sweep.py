@@ -30,9 +30,11 @@ member's settings plus a ``sweep`` entry naming the stream seed, ``history.jsonl
 :meth:`ssmrec.Recommender.from_run` read a member as a run. ``run_dir/sweep.json`` summarises the members.
 
 Interruptions: a sweep with a run directory writes ``run_dir/last.pt`` (the stacked tables, Adam's
-state, every member's history, stopper and counters, and the position in the batch stream) at
-every epoch's end and every ``checkpoint_every`` seconds within an epoch. SIGINT / SIGTERM stop it
-at the next step with a checkpoint; :meth:`Sweep.resume` (``ssmrec sweep --resume DIR``)
+state, every member's history, stopper and counters, and the position in the batch stream) every
+``checkpoint_every`` seconds, at the step or epoch end where they run out, not after every epoch
+as a solo run does: K members' tables and Adam's state are K times a solo run's checkpoint, too
+much to write after every short GPU epoch (``checkpoint_every = 0``: at every epoch's end).
+SIGINT / SIGTERM stop it at the next step with a checkpoint; :meth:`Sweep.resume` (``ssmrec sweep --resume DIR``)
 continues from there, over the same batches, so a resumed sweep ends where the uninterrupted one
 would (``kill -9`` loses the steps since the last checkpoint, nothing before it). A member is
 resumed with its sweep, not on its own.
@@ -261,7 +263,7 @@ class Sweep:
         self.model.train()
         bar = tqdm(total=len(self.sampler), initial=self.batch, desc=f"epoch {epoch + 1}", unit="batch",
                    leave=False, disable=not cfg.progress, dynamic_ncols=True)
-        t0, last_ckpt = time.perf_counter(), time.time()
+        t0 = time.perf_counter()
         try:
             for batch in self.sampler.epoch(epoch, start=self.batch):
                 losses, regs = self.step(batch)
@@ -288,11 +290,10 @@ class Sweep:
                     self.epoch_seconds += time.perf_counter() - t0
                     self._checkpoint()
                     raise self._interrupted(f"epoch {epoch + 1}, batch {self.batch}")
-                if self.path is not None and cfg.checkpoint_every and time.time() - last_ckpt > cfg.checkpoint_every:
+                if self.path is not None and cfg.checkpoint_every and self._checkpoint_due():
                     self.epoch_seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self._checkpoint()
-                    last_ckpt = time.time()
         finally:
             bar.close()
         self.epoch_seconds += time.perf_counter() - t0
@@ -307,6 +308,7 @@ class Sweep:
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         wall0 = time.perf_counter()
+        self._last_checkpoint = time.time()
         which = "valid" if cfg.protocol == "holdout" else "test"
         for epoch in range(self.epoch, cfg.epochs):
             if not self.live:
@@ -364,7 +366,8 @@ class Sweep:
             self._drop(stopped)
             self.batch, self.epoch_seconds = 0, 0.0
             if self.live:
-                self._checkpoint()
+                if self.stop.requested or not cfg.checkpoint_every or self._checkpoint_due():
+                    self._checkpoint()
                 if self.stop.requested:  # after the evaluation and the epoch's checkpoint
                     raise self._interrupted(f"the end of epoch {epoch + 1}")
         for j in self.live:
@@ -407,9 +410,15 @@ class Sweep:
             if m.run is not None:
                 m.run.write_history(m.history)  # a member's history may have run ahead of the checkpoint
 
+    _last_checkpoint = 0.0
+
+    def _checkpoint_due(self) -> bool:
+        return time.time() - self._last_checkpoint > self.cfg.checkpoint_every
+
     def _checkpoint(self) -> None:
         if self.path is not None:
             RunDir(self.path).save(LAST, self.state_dict())
+            self._last_checkpoint = time.time()
 
     def _interrupted(self, where: str) -> Interrupted:
         signum = self.stop.signum or 2
