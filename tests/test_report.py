@@ -60,7 +60,24 @@ def test_table3_cells_ri_and_gaps(tmp_path):
     assert "[bpr-s0](" in text and "test cpu" in text
     # the summary compares the arms the way the paper's table does, and flags the budget stop
     short = next(line for line in text.splitlines() if line.startswith("- **SSM vs BPR on gowalla**"))
-    assert "LightGCN (1 layer): SSM > BPR (BPR budget-stopped while still improving), as in the paper" in short
+    assert "LightGCN (1 layer): SSM > BPR by +24.7% [" in short and "(significant at 0.05)" in short
+    assert ("BPR budget-stopped while still improving, BPR's L2 not searched, SSM's L2 not searched: provisional; "
+            "as in the paper (+2.5%)") in short
+
+
+def test_the_verdict_is_final_only_for_converged_arms_over_the_whole_l2_grid(tmp_path):
+    for k, reg in enumerate((1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)):
+        record(tmp_path, "t3", f"bpr-{k}", recall=0.15 - abs(k - 3) * 0.01, loss="bpr", model="mf", layers=None,
+               similarity="ip", reg=reg)
+        record(tmp_path, "t3", f"ssm-{k}", recall=0.12 - abs(k - 1) * 0.01, model="mf", layers=None, reg=reg)
+    text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
+    short = next(line for line in text.splitlines() if line.startswith("- **SSM vs BPR on gowalla**"))
+    assert ("MF: SSM < BPR by -20.0%" in short and "BPR's L2 searched 6 of 6 values, SSM's L2 searched 6 of 6 "
+            "values: final; as in the paper (-21.0%)") in short
+    # one BPR value left out: the verdict is provisional again
+    (tmp_path / "records" / "t3" / "bpr-0.json").unlink()
+    text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
+    assert "BPR's L2 searched 5 of 6 values, SSM's L2 searched 6 of 6 values: provisional" in text
 
 
 def test_figure1_holdout_convergence(tmp_path):
