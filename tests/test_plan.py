@@ -85,3 +85,24 @@ def test_a_search_cell_counts_the_runs_the_runner_makes(tmp_path):
     # the fine values are now known: around 0.1, the best coarse value
     assert with_setting(cell, tau=0.05, seed=0).id in p.left and with_setting(cell, tau=0.15, seed=0).id in p.left
     assert with_setting(grid.cells[1], tau=0.1).id in p.left
+
+
+def test_a_cell_shared_by_two_grids_is_left_to_run_once_in_the_totals(tmp_path):
+    """The runner runs a cell once for every grid that holds it (records and run directories are found
+    across grid folders: runner.find_record / find_run), but plan_lines adds up the grids' counts and
+    hours, so the report's totals count it once per grid (results/REPORT.md: 371 runs left, 345 distinct)."""
+    body = ('[base]\ndataset = "gowalla"\nmodel = "mf"\nloss = "bpr"\nepochs = 10\n[[cell]]\nreg = 1e-4\n')
+    (tmp_path / "a.toml").write_text('name = "a"\n' + body)
+    (tmp_path / "b.toml").write_text('name = "b"\n' + body)
+    plans = [plan_grid(tmp_path / "a.toml", []), plan_grid(tmp_path / "b.toml", [])]
+    assert plans[0].left == plans[1].left  # one and the same cell
+    assert "In all 1 runs are left" in "\n".join(plan_lines(plans))
+
+
+def test_a_record_without_its_seconds_prices_nothing(tmp_path):
+    (tmp_path / "g.toml").write_text(GRID)
+    a = load_grid(tmp_path / "g.toml").cells[0].id
+    write(tmp_path, a, epochs=50, best=40, stop="early_stopped", seconds=0.0)  # no time recorded
+    p = plan_grid(tmp_path / "g.toml", load_records(tmp_path / "records"))
+    assert p.not_run == 2 and p.epochs_left == 100 and p.cpu_seconds == 0 and p.unpriced_cpu == 2
+

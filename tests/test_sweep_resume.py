@@ -192,3 +192,48 @@ def test_cli_sweep_resume(tiny_dir, tmp_path, capsys):
         assert done["test"] == ref["test"] and done["best_epoch"] == ref["best_epoch"]
     assert main(["sweep", "--resume", str(cut)]) == 2
     assert "has finished" in capsys.readouterr().err
+
+
+def test_best_weights_saved_after_the_checkpoint_are_put_back_on_resume(tiny, tmp_path, reference):
+    """kill -9 after an evaluation saved a member's new best.pt but before the checkpoint that
+    follows: the resumed member must start from the checkpoint's best weights, not the later ones."""
+    sweep = make(tiny, tmp_path / "sweep", checkpoint_every=0.0)
+    save_best = sweep._save_best
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(m, pos, epoch, metrics):
+        save_best(m, pos, epoch, metrics)
+        if epoch == 3:
+            raise Killed()
+
+    sweep._save_best = save_then_die
+    with pytest.raises(Killed):
+        sweep.fit()
+    ahead = [m.index for m in sweep.members if m.run.load("best.pt")["epoch"] == 3]
+    assert ahead  # some member's best.pt ran ahead of the epoch-2 checkpoint
+    again = resume(tiny, sweep.path)
+    for m in again.members:
+        assert m.run.load("best.pt")["epoch"] == m.stopper.best_epoch <= 2
+    again.fit()
+    assert_same(again, reference)
+    assert not list(again.path.glob("member-*/best.checkpointed.pt"))  # gone with last.pt at the end
+
+
+def test_a_sweep_is_trained_by_one_process_at_a_time(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    sweep = make(tiny, tmp_path / "sweep", epochs=1)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (sweep.path / ".lock").write_text(str(other.pid))
+        with pytest.raises(ConfigError, match=f"being trained by process {other.pid}"):
+            sweep.fit()
+    finally:
+        other.kill()
+        other.wait()
+    sweep.fit()  # its pid gone: a stale lock is taken over
+    assert not (sweep.path / ".lock").exists()
+

@@ -10,6 +10,7 @@ import pytest
 
 from ssmrec.cli import main
 from ssmrec.errors import ConfigError
+from ssmrec.experiments import tune
 from ssmrec.experiments.tune import Study, combinations, parse_grid
 from ssmrec.train import TrainConfig
 
@@ -71,7 +72,6 @@ def test_a_stopped_study_resumes_its_sweep_where_it_stopped(tiny, tmp_path, monk
     checkpoint (no trial failed or trained twice), and the values equal an uninterrupted study's."""
     import signal
 
-    from ssmrec.experiments import tune
     from ssmrec.train.signals import Interrupted
 
     cfg = TrainConfig.from_dict({**BASE, "epochs": 4, "checkpoint_every": 0.0})
@@ -117,3 +117,82 @@ def test_tune_command(tiny_dir, tmp_path, capsys):
     assert main(["tune", "--config", str(base), "--grid", "reg=1e-4,1e-2", "--members", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "selected: {'reg':" in printed and (out / "tune.json").is_file()
+
+
+class Killed(Exception):
+    """What kill -9 leaves: the process gone before a checkpoint is written."""
+
+
+def test_a_prune_decided_after_the_last_checkpoint_survives_a_kill(tiny, tmp_path, monkeypatch):
+    """Successive halving prunes at the rung epoch 2. A study killed after that epoch's evaluations
+    (pruning decisions made, recorded by optuna as completed rungs) but before its checkpoint resumes
+    the sweep from epoch 1's checkpoint; replaying epoch 2, the pruner finds the rung already completed
+    and never prunes again, so the pruned trials train on and end COMPLETE, unlike the uninterrupted
+    study (the claim: a resumed sweep ends as if never stopped)."""
+    cfg = TrainConfig.from_dict({**BASE, "epochs": 4, "checkpoint_every": 0.0})
+    grid, sha = {"reg": [1e-4, 0.3, 1.0]}, {"members": 3, "pruner": "sha", "min_epochs": 2, "dataset": tiny}
+    whole = Study(cfg, grid, tmp_path / "whole", echo=None, **sha).run()
+    assert "PRUNED" in [t["state"] for t in whole["trials"]]  # the scenario needs a prune at epoch 2
+
+    class KilledBeforeEpoch2Checkpoint(tune.Sweep):
+        def _checkpoint(self):
+            if self.epoch == 2:
+                raise Killed()
+            super()._checkpoint()
+
+    monkeypatch.setattr(tune, "Sweep", KilledBeforeEpoch2Checkpoint)
+    with pytest.raises(Killed):
+        Study(cfg, grid, tmp_path / "cut", echo=None, **sha).run()
+    monkeypatch.undo()
+    again = Study(cfg, grid, tmp_path / "cut", echo=None, **sha).run()
+
+    def outcome(s):
+        return {t["params"]["reg"]: (t["state"], t["epochs_run"]) for t in s["trials"]}
+
+    assert outcome(again) == outcome(whole)
+
+
+def test_a_study_stopped_after_a_sweep_finished_reads_its_results_instead_of_training_again(tiny, tmp_path,
+                                                                                          monkeypatch):
+    cfg = TrainConfig.from_dict({**BASE, "epochs": 3})
+    grid = {"reg": [1e-4, 1e-2]}
+    whole = Study(cfg, grid, tmp_path / "whole", members=2, pruner="none", dataset=tiny, echo=None).run()
+    monkeypatch.setattr(Study, "_tell", lambda self, trial, member: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):  # the sweep finished; the process died before telling its trials
+        Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=None).run()
+    monkeypatch.undo()
+    trained = []
+    monkeypatch.setattr(tune.Sweep, "fit", lambda self: trained.append(self) or [])
+    lines = []
+    s = Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=lines.append).run()
+    assert trained == [] and any("their results are read from it" in line for line in lines)
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE"] * 2
+    assert {t["params"]["reg"]: t["value"] for t in s["trials"]} == \
+        {t["params"]["reg"]: t["value"] for t in whole["trials"]}
+
+
+def test_a_sweep_another_live_process_trains_is_left_to_it(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from optuna.trial import TrialState
+
+    cfg = TrainConfig.from_dict({**BASE, "epochs": 2})
+    out = tmp_path / "study"
+    first = Study(cfg, {"reg": [1e-4]}, out, members=1, pruner="none", dataset=tiny, echo=None)
+    first.enqueue(combinations(first.grid))
+    t = first._ask()[0]  # a trial RUNNING in its sweep folder, as another process leaves it while training
+    t.set_user_attr("sweep", str(out / "sweep-0000"))
+    t.set_user_attr("member", 0)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "sweep-0000").mkdir()
+        (out / "sweep-0000" / ".lock").write_text(str(other.pid))
+        lines = []
+        s = Study(cfg, {"reg": [1e-4]}, out, members=1, pruner="none", dataset=tiny, echo=lines.append).run()
+        assert any(f"being trained by process {other.pid}" in line for line in lines)
+        assert [t["state"] for t in s["trials"]] == [TrialState.RUNNING.name]  # not failed, not trained twice
+    finally:
+        other.kill()
+        other.wait()
+

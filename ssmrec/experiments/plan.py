@@ -28,10 +28,10 @@ def _kind(r: Record | Cell) -> tuple[str, str, str]:
 
 
 def _seconds_per_epoch(r: Record) -> float | None:
+    """Training plus evaluation seconds per epoch; None when the record lacks them (never 0)."""
     ran = r.m.get("epochs_run") or 0
-    if not ran:
-        return None
-    return (float(r.m.get("train_seconds") or 0.0) + float(r.m.get("eval_seconds") or 0.0)) / ran
+    spent = float(r.m.get("train_seconds") or 0.0) + float(r.m.get("eval_seconds") or 0.0)
+    return spent / ran if ran and spent > 0 else None
 
 
 def _on_gpu(r: Record) -> bool:
@@ -80,6 +80,9 @@ class GridPlan:
     unpriced_cpu: int = 0  # cells left with no estimate of their epochs or CPU cost
     unpriced_gpu: int = 0
     left: list[str] = field(default_factory=list)
+    # per run left: (count, CPU seconds or None, GPU seconds or None); the totals of several grids
+    # count a run that two grids share once, as the runner runs it once
+    costs: dict[str, tuple[int, float | None, float | None]] = field(default_factory=dict)
 
     @property
     def to_go(self) -> int:
@@ -94,6 +97,10 @@ def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str
     seed's is one of the search's own runs). Each run is ``(cell, count, known)``: a run not
     ``known`` is one whose value waits on the search (never recorded yet)."""
     if not cell.search:
+        key = f"{cell.id}x1True"
+        if key in seen:
+            return []
+        seen.add(key)
         return [(cell, 1, True)]
     at = search.seed
     coarse = [with_setting(cell, **{search.param: v, "seed": at}) for v in search.coarse]
@@ -154,20 +161,22 @@ def plan_grid(path: str | Path, records: list[Record]) -> GridPlan:
                 out.budget_stopped += count
                 ran, best = longest.m["epochs_run"], longest.m["best_epoch"]
                 more = None if need is None else max(need - ran, best + window - ran, 1)
-            out.left.append(run.id if known else f"{count} run(s) of {cell.id}'s {grid.search.param} search")
-            if more is None:
-                out.unpriced_cpu += count
-                out.unpriced_gpu += count
-                continue
-            out.epochs_left += more * count
-            if not own:
-                out.epochs_borrowed += more * count
-            for where in ("cpu", "gpu"):
-                per = est.seconds(run, where)
-                if per is None:
+            name = run.id if known else f"{count} run(s) of {cell.id}'s {grid.search.param} search"
+            out.left.append(name)
+            priced = {"cpu": None, "gpu": None}
+            if more is not None:
+                out.epochs_left += more * count
+                if not own:
+                    out.epochs_borrowed += more * count
+                for where in priced:
+                    per = est.seconds(run, where)
+                    priced[where] = None if per is None else more * per * count
+            for where, cost in priced.items():
+                if cost is None:
                     setattr(out, f"unpriced_{where}", getattr(out, f"unpriced_{where}") + count)
                 else:
-                    setattr(out, f"{where}_seconds", getattr(out, f"{where}_seconds") + more * per * count)
+                    setattr(out, f"{where}_seconds", getattr(out, f"{where}_seconds") + cost)
+            out.costs[name] = (count, priced["cpu"], priced["gpu"])
     return out
 
 
@@ -186,10 +195,17 @@ def plan_lines(plans: list[GridPlan], cores: int = 2) -> list[str]:
         lines.append(f"| {p.name} | {p.cells} | {p.converged} | {p.budget_stopped} | {p.not_run} | "
                      f"{p.epochs_left}{borrowed} | {p.cpu_seconds / 3600:.1f} | {p.gpu_seconds / 3600:.1f} | "
                      f"{p.unpriced_cpu} / {p.unpriced_gpu} |")
-    cpu = sum(p.cpu_seconds for p in plans) / 3600
-    gpu = sum(p.gpu_seconds for p in plans) / 3600
-    left, unpriced = sum(p.to_go for p in plans), sum(p.unpriced_cpu for p in plans)
-    lines += ["", f"In all {left} runs are left, {unpriced} of them with no record to estimate their CPU cost from. "
+    runs: dict[str, tuple[int, float | None, float | None]] = {}
+    for p in plans:
+        for name, cost in p.costs.items():
+            runs.setdefault(name, cost)  # a run two grids share: once
+    cpu = sum(c for _, c, _ in runs.values() if c is not None) / 3600
+    gpu = sum(g for _, _, g in runs.values() if g is not None) / 3600
+    left = sum(n for n, _, _ in runs.values())
+    unpriced = sum(n for n, c, _ in runs.values() if c is None)
+    shared = sum(p.to_go for p in plans) - left
+    lines += ["", f"In all {left} runs are left{f' ({shared} shared by two grids, counted once)' if shared else ''}, "
+              f"{unpriced} of them with no record to estimate their CPU cost from. "
               f"The priced ones need ~{cpu:.0f} CPU-thread hours (~{cpu / cores / 24:.1f} days on this "
               f"{cores}-core machine running {cores} cells at once) or ~{gpu:.1f} GPU hours one cell at a time on "
               "the GPUs our records came from (several cells share one GPU: less). Epochs estimated from another "

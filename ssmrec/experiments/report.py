@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ssmrec.errors import ConfigError
 from ssmrec.experiments.lightgcn_tables import layers_section, order_verdict, table2_section  # noqa: F401
 from ssmrec.experiments.records import (  # noqa: F401  (re-exported: the report's public names)
     BUDGET_STOPS,
@@ -177,13 +178,13 @@ class Report:
             return []
         from ssmrec.experiments.plan import plan_grid, plan_lines
 
-        plans = []
+        plans, unread = [], []
         for path in sorted(self.grids_dir.glob("*.toml")):
             try:
                 plans.append(plan_grid(path, self.records))
-            except Exception:  # a grid this code cannot read (a newer one) is left out
-                continue
-        return plan_lines(plans)
+            except ConfigError as e:  # a grid this code cannot read (a newer one): said, not counted
+                unread.append(f"- `{path.name}` is not counted: {e}")
+        return plan_lines(plans) + (["", *unread] if unread else [])
 
     def use(self, rs: list[Record]) -> list[Record]:
         for r in rs:

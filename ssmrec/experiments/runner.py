@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from ssmrec.eval.popularity import topk_profile
 from ssmrec.experiments.claims import analyse
 from ssmrec.experiments.grid import Cell, Grid, load_grid, with_setting
 from ssmrec.train.config import save_json
-from ssmrec.train.run import LAST, RunDir
+from ssmrec.train.run import LAST, PidLock, RunDir
 from ssmrec.train.trainer import Trainer
 
 RECORD_VERSION = 1
@@ -144,7 +143,7 @@ class Runner:
                                                else "its run is not here: from scratch"))
                 self.echo(f"[{cell.experiment}] would run {cell.id} ({state})")
             return None
-        lock = _Lock(path / ".lock")
+        lock = PidLock(path / ".lock")
         if not lock.acquire():
             self.echo(f"[{cell.experiment}] {cell.id}: another process is running it; skipped")
             return None
@@ -252,32 +251,6 @@ def selection_score(rec: dict[str, Any]) -> float:
 def save_json_mkdir(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_json(path, obj)
-
-
-class _Lock:
-    """A lock file holding the owner's pid; a stale lock (dead pid) is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            try:
-                pid = int(self.path.read_text().strip() or 0)
-                if pid and pid != os.getpid():
-                    os.kill(pid, 0)
-                    return False
-            except (ValueError, ProcessLookupError, PermissionError):
-                pass
-        self.path.write_text(str(os.getpid()))
-        return True
-
-    def release(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def matches(cell_id: str, only: str) -> bool:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,11 +65,13 @@ from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import TrainConfig, save_json
 from ssmrec.train.export import write_export
 from ssmrec.train.objective import build_objective
-from ssmrec.train.run import BEST, EXPORT, LAST, RunDir, check_new_run_dir, default_run_dir, environment
+from ssmrec.train.run import BEST, EXPORT, LAST, PidLock, RunDir, check_new_run_dir, default_run_dir, environment
 from ssmrec.train.signals import Interrupted, StopRequest, signal_name
 from ssmrec.train.trainer import SELECTION, auto_threads, data_location, make_optimizer, resolve_device
 
 SUMMARY = "sweep.json"
+LOCK = ".lock"  # held by the process training the sweep
+BEST_AT_CHECKPOINT = "best.checkpointed.pt"  # a member's best.pt as of the sweep's last.pt (a hard link)
 
 
 def keep_freed_memory() -> bool:
@@ -302,8 +305,16 @@ class Sweep:
     def fit(self) -> list[dict[str, Any]]:
         """Train until ``epochs``, each member until its early stop, or the time budget; returns
         each member's final result (what ``metrics.json`` holds), in member order."""
-        with StopRequest(quiet=False) as self.stop:
-            return self._fit()
+        lock = PidLock(self.path / LOCK) if self.path is not None else None
+        if lock is not None and not lock.acquire():
+            raise ConfigError(f"{self.path} is being trained by process {lock.holder()}; wait for it or stop it "
+                              "(its checkpoint lets it resume)")
+        try:
+            with StopRequest(quiet=False) as self.stop:
+                return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -375,6 +386,9 @@ class Sweep:
         results = self.finish(time.perf_counter() - wall0)
         if self.path is not None:  # finished: the members' best.pt and export/ are what stays
             (self.path / LAST).unlink(missing_ok=True)
+            for m in self.members:
+                if m.run is not None:
+                    (m.run.path / BEST_AT_CHECKPOINT).unlink(missing_ok=True)
         return results
 
     # ------------------------------------------------------------------ checkpoints
@@ -409,6 +423,24 @@ class Sweep:
             m.stopper.load_state_dict(saved["stopper"])
             if m.run is not None:
                 m.run.write_history(m.history)  # a member's history may have run ahead of the checkpoint
+                self._restore_best(m)
+
+    def _restore_best(self, m: Member) -> None:
+        """Put back the member's best weights of the checkpoint's best epoch: ``best.pt`` may hold
+        a later epoch's, saved after the checkpoint by the run that was stopped."""
+        want = m.stopper.best_epoch
+        best = m.run.load(BEST)
+        if best is None or best.get("epoch") == want:
+            return
+        kept = m.run.path / BEST_AT_CHECKPOINT
+        if kept.exists() and m.run.load(BEST_AT_CHECKPOINT).get("epoch") == want:
+            os.replace(kept, m.run.path / BEST)
+        elif want > 0:
+            raise TrainingError(f"{m.run.path}: best.pt holds epoch {best.get('epoch')}, the checkpoint's best "
+                                f"epoch is {want}, and no copy of that epoch's weights is left; cannot resume "
+                                "this member exactly")
+        else:  # no evaluation before the checkpoint: the later best is not this trajectory's
+            (m.run.path / BEST).unlink()
 
     _last_checkpoint = 0.0
 
@@ -416,9 +448,18 @@ class Sweep:
         return time.time() - self._last_checkpoint > self.cfg.checkpoint_every
 
     def _checkpoint(self) -> None:
-        if self.path is not None:
-            RunDir(self.path).save(LAST, self.state_dict())
-            self._last_checkpoint = time.time()
+        if self.path is None:
+            return
+        RunDir(self.path).save(LAST, self.state_dict())
+        # each member's best weights as of this checkpoint, kept by a hard link (no copy): a later
+        # best.pt is a new file (written aside, then renamed), so this one survives it
+        for m in self.members:
+            if m.run is not None and (m.run.path / BEST).exists():
+                tmp = m.run.path / (BEST_AT_CHECKPOINT + ".tmp")
+                tmp.unlink(missing_ok=True)
+                os.link(m.run.path / BEST, tmp)
+                os.replace(tmp, m.run.path / BEST_AT_CHECKPOINT)
+        self._last_checkpoint = time.time()
 
     def _interrupted(self, where: str) -> Interrupted:
         signum = self.stop.signum or 2

@@ -34,9 +34,11 @@ from typing import Any
 from ssmrec.errors import ConfigError
 from ssmrec.experiments.grid import Search
 from ssmrec.experiments.members import SWEEPABLE, loss_parameters
+from ssmrec.experiments.sweep import LOCK as SWEEP_LOCK
 from ssmrec.experiments.sweep import SUMMARY as SWEEP_SUMMARY
 from ssmrec.experiments.sweep import Sweep
 from ssmrec.train.config import TrainConfig, parse_text, save_json
+from ssmrec.train.run import PidLock
 
 SUMMARY = "tune.json"
 PRUNERS = ("sha", "none")
@@ -122,8 +124,10 @@ class Study:
         return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
 
     def _recover(self) -> list[tuple[Path, list[Any]]]:
-        """Trials left running by a stopped process. Those of a sweep that can go on are returned
-        with its folder, in member order, to be resumed; the others are failed and enqueued again."""
+        """Trials left running by a stopped process. Those of a sweep that finished are told its
+        results; those of a sweep that can go on are returned with its folder, in member order,
+        to be resumed; those of a sweep another live process is training are left to it; the
+        others are failed and enqueued again."""
         from optuna.trial import TrialState
 
         by_sweep: dict[str, list[Any]] = {}
@@ -132,13 +136,22 @@ class Study:
         resumable = []
         for where, trials in by_sweep.items():
             trials.sort(key=lambda t: t.user_attrs.get("member", -1))
+            numbers = ", ".join(str(t.number) for t in trials)
+            if where and (pid := PidLock(Path(where) / SWEEP_LOCK).holder()) is not None:
+                self.echo(f"trials {numbers} are being trained by process {pid} in {where}: left to it")
+                continue
             summary = Path(where) / SWEEP_SUMMARY if where else None
             if summary is not None and summary.is_file():
                 data = json.loads(summary.read_text())
-                members = [m["overrides"] for m in data.get("members", [])]
-                if (data.get("status") != "finished" and len(members) == len(trials)
-                        and all(self._key(m) == self._key(t.params) for m, t in zip(members, trials))):
-                    resumable.append((Path(where), trials))
+                members = data.get("members", [])
+                if len(members) == len(trials) and all(self._key(m["overrides"]) == self._key(t.params)
+                                                       for m, t in zip(members, trials)):
+                    if data.get("status") == "finished":  # stopped after the sweep, before telling its trials
+                        self.echo(f"trials {numbers} finished in {where}: their results are read from it")
+                        for t, m in zip(trials, members):
+                            self._tell(self.optuna.trial.Trial(self.study, t._trial_id), m)
+                    else:
+                        resumable.append((Path(where), trials))
                     continue
             for t in trials:
                 self.study.tell(t.number, state=TrialState.FAIL)
@@ -196,7 +209,9 @@ class Study:
         for where, trials in resumable:
             self.echo(f"resuming the sweep of trials {', '.join(str(t.number) for t in trials)} in {where}")
             live = [self.optuna.trial.Trial(self.study, t._trial_id) for t in trials]
-            self._train(Sweep.resume(where, self.data, echo=self.echo), live)
+            pruned_at = [t.user_attrs.get("pruned_at") for t in trials]
+            reported = [set(t.intermediate_values) for t in trials]
+            self._train(Sweep.resume(where, self.data, echo=self.echo), live, pruned_at, reported)
         self._rounds()
         if self.tau_search:
             best_tau = self.best_params().get("tau")
@@ -223,33 +238,47 @@ class Study:
                 t.set_user_attr("member", j)
             self._train(Sweep(self.base, members, self.data, run_dir, echo=self.echo), trials)
 
-    def _train(self, sweep: Sweep, trials: list[Any]) -> None:
+    def _train(self, sweep: Sweep, trials: list[Any], pruned_at: list[int | None] | None = None,
+               reported: list[set[int]] | None = None) -> None:
         """Train a sweep whose member ``j`` is ``trials[j]``, reporting each evaluation to its
-        trial (the pruner may stop it), then tell each trial its result."""
-        from optuna.trial import TrialState
+        trial (the pruner may stop it), then tell each trial its result. For a resumed sweep:
+        ``pruned_at``, the epoch at which each trial was pruned after the sweep's last checkpoint
+        (the pruner would not decide it again: its rung is done in the storage), and ``reported``,
+        the epochs each trial has reported already (the replay repeats them)."""
+        pruned_at = list(pruned_at or [None] * len(trials))
+        reported = list(reported or [set() for _ in trials])
 
         def report(member, epoch: int, metrics: dict[str, float]) -> bool:
+            at = pruned_at[member.index]
+            if at is not None and epoch >= at:
+                return True
             trial = trials[member.index]
-            trial.report(metrics[self.base.metric], epoch)
-            return self.pruner_name != "none" and trial.should_prune()
+            if epoch not in reported[member.index]:
+                trial.report(metrics[self.base.metric], epoch)
+            if self.pruner_name != "none" and trial.should_prune():
+                trial.set_user_attr("pruned_at", epoch)  # in the storage before the sweep's next checkpoint
+                return True
+            return False
 
         sweep.on_eval = report
         sweep.resume_hint = "run the same ssmrec tune command again (its sweep resumes from the checkpoint)"
-        results = sweep.fit()
-        for j, (trial, result) in enumerate(zip(trials, results)):
-            m = sweep.members[j]
-            trial.set_user_attr("run_dir", result.get("run_dir"))
-            trial.set_user_attr("epochs_run", m.epochs_run)
-            trial.set_user_attr("best_epoch", m.stopper.best_epoch)
-            trial.set_user_attr("stop_reason", m.stop_reason)
-            trial.set_user_attr("test", result.get("test"))
-            if m.stop_reason == "pruned":
-                self.study.tell(trial, state=TrialState.PRUNED)
-            elif m.stop_reason == "diverged" or m.stopper.best_epoch < 0:
-                self.study.tell(trial, state=TrialState.FAIL)
-            else:
-                self.study.tell(trial, m.stopper.best)
+        sweep.fit()
+        for trial, member in zip(trials, sweep.summary()["members"]):
+            self._tell(trial, member)
         self.write_summary()
+
+    def _tell(self, trial: Any, member: dict[str, Any]) -> None:
+        """Tell a trial the result of its sweep member (an entry of ``sweep.json``)."""
+        from optuna.trial import TrialState
+
+        for key in ("run_dir", "epochs_run", "best_epoch", "stop_reason", "test"):
+            trial.set_user_attr(key, member.get(key))
+        if member["stop_reason"] == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif member["stop_reason"] == "diverged" or member.get("best_value") is None:
+            self.study.tell(trial, state=TrialState.FAIL)
+        else:
+            self.study.tell(trial, member["best_value"])
 
     # ------------------------------------------------------------------ results
     def best_params(self) -> dict[str, Any]:

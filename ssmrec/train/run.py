@@ -157,3 +157,41 @@ class RunDir:
     def metrics(self) -> dict[str, Any] | None:
         p = self.path / METRICS
         return json.loads(p.read_text()) if p.exists() else None
+
+
+class PidLock:
+    """A lock file holding the owner's pid: one process trains a folder at a time. A stale lock
+    (its pid gone) is taken over; the owner may take it again."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def holder(self) -> int | None:
+        """The pid of another live process holding the lock, else None."""
+        try:
+            pid = int(self.path.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return None
+        if not pid or pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another user's
+            return pid
+        return pid
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.holder() is not None:
+            return False
+        self.path.write_text(str(os.getpid()))
+        return True
+
+    def release(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
