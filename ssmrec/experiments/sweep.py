@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -457,7 +458,10 @@ class Sweep:
             if m.run is not None and (m.run.path / BEST).exists():
                 tmp = m.run.path / (BEST_AT_CHECKPOINT + ".tmp")
                 tmp.unlink(missing_ok=True)
-                os.link(m.run.path / BEST, tmp)
+                try:
+                    os.link(m.run.path / BEST, tmp)
+                except OSError:  # a file system without hard links: a copy
+                    shutil.copyfile(m.run.path / BEST, tmp)
                 os.replace(tmp, m.run.path / BEST_AT_CHECKPOINT)
         self._last_checkpoint = time.time()
 
