@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would run")
     p.add_argument("--extend", action="store_true",
                    help="continue cells whose record says their time budget stopped them (not early stopping)")
+    p.add_argument("--sweep", action="store_true",
+                   help="train cells that differ only in reg, tau, layers, margin or neg_weight together, as one "
+                        "resumable sweep each (members equal their solo runs to float rounding)")
     p.add_argument("--device", default=None, help="override every cell's device")
     p.add_argument("--threads", type=int, default=None, help="override every cell's torch threads")
     p.add_argument("--max-seconds", type=float, default=None,
@@ -476,7 +479,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                     extend=args.extend)
     for path, grid in zip(args.grid, grids):
         print(f"{grid.name}: {len(grid.cells)} cells from {path}", flush=True)
-        runner.run_grid(grid, only=args.only, dry_run=args.dry_run)
+        runner.run_grid(grid, only=args.only, dry_run=args.dry_run, sweep=args.sweep)
     return 0
 
 

@@ -54,6 +54,7 @@ class Runner:
         self.overrides = overrides or {}
         self.echo = echo
         self._listed: set[str] = set()
+        self._sweep = False  # run_grid(sweep=True): cells that can share a sweep train as one
 
     # ------------------------------------------------------------------ paths
     def record_path(self, cell: Cell) -> Path:
@@ -75,8 +76,17 @@ class Runner:
         return json.loads(p.read_text()) if p is not None else None
 
     # ------------------------------------------------------------------ grid
-    def run_grid(self, grid: Grid | str | Path, *, only: str | None = None, dry_run: bool = False) -> list[dict]:
+    def run_grid(self, grid: Grid | str | Path, *, only: str | None = None, dry_run: bool = False,
+                 sweep: bool = False) -> list[dict]:
+        """Run (or with ``dry_run`` list) the grid's cells, ``only`` those matching a pattern; with
+        ``sweep``, cells that differ only in reg, tau, layers, margin or neg_weight first train
+        together as one sweep each (:mod:`ssmrec.experiments.grid_sweeps`)."""
         grid = grid if isinstance(grid, Grid) else load_grid(grid)
+        self._sweep = sweep
+        if sweep:
+            from ssmrec.experiments.grid_sweeps import run_sweeps
+
+            run_sweeps(self, [c for c in grid.cells if not only or matches(c.id, only)], grid.search, dry_run=dry_run)
         done = []
         for cell in grid.cells:
             if only and not matches(cell.id, only):
@@ -97,6 +107,11 @@ class Runner:
         scores: dict[float, float] = {}
 
         def stage(values):
+            if self._sweep and not dry_run:  # the values not run yet, as one sweep
+                from ssmrec.experiments.grid_sweeps import run_sweeps
+
+                run_sweeps(self, [with_setting(cell, **{s.param: v, "seed": s.seed})
+                                  for v in values if v not in scores])
             for v in values:
                 if v in scores:
                     continue
@@ -178,13 +193,18 @@ class Runner:
                 trainer = Trainer(cfg, echo=self.echo)
             result = trainer.fit()
         rec = self._record(cell, trainer, result, time.time() - t0)
+        self.save_record(cell, rec)
+        return rec
+
+    def save_record(self, cell: Cell, rec: dict[str, Any]) -> None:
         save_json_mkdir(self.record_path(cell), rec)
         self.echo(f"[{cell.experiment}] {cell.id}: recorded "
                   f"{cell.cfg.metric} {rec['metrics']['test'][cell.cfg.metric]:.4f}")
-        return rec
 
     def _record(self, cell: Cell, trainer: Trainer, result: dict, seconds: float) -> dict[str, Any]:
-        """Everything a report needs about a finished run, small enough to commit."""
+        """Everything a report needs about a finished run, small enough to commit. ``trainer``:
+        anything with a trainer's ``cfg``, ``data``, ``model`` (its best weights), ``device``,
+        ``run`` and ``history``."""
         cfg, data = trainer.cfg, trainer.data
         model = trainer.model  # the best checkpoint after finish()
         model.eval()
@@ -222,6 +242,7 @@ class Runner:
             "data": info.get("data", {}),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "record_seconds": seconds,
+            **({"sweep": info["sweep"]} if info.get("sweep") else {}),  # trained as a member of a sweep
         }
 
 

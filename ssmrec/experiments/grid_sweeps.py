@@ -1,0 +1,137 @@
+"""A grid's cells trained together: ``ssmrec experiment GRID --sweep``.
+
+Cells of one grid that differ only in settings a sweep's members may differ in — ``reg``, ``tau``,
+``layers``, ``margin``, ``neg_weight`` — are trained as the members of one
+:class:`~ssmrec.experiments.sweep.Sweep` (an L2 search, a temperature grid, LightGCN's layer
+search). Not ``seed``: a sweep's members all see the batches of its base seed, so a seed member is
+not the solo run of its cell; cells that differ in seed are separate sweeps. Every member is the
+solo run of its cell to float rounding (``tests/test_sweep.py``), and each gets the record a solo
+run would, built from its run directory (with the sweep named in it), so reports, ``--extend``
+and ``ssmrec rerun`` treat it as any other.
+
+A search cell's coarse values (a temperature search) are swept the same way; the runner then
+finds their records and goes on with the fine values around the best.
+
+The sweep lives in ``runs_dir/<experiment>/sweep-<first cell id>/``, resumable like every
+sweep: re-running the command continues it from its checkpoint. Cells already recorded or
+already started on their own (a solo checkpoint) are left to the usual cell-by-cell path; a
+group whose loss cannot be swept (stateful losses, per-positive negatives) runs cell by cell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+from ssmrec.errors import ConfigError, TrainingError
+from ssmrec.experiments.grid import Cell, Search, result_settings, with_setting
+from ssmrec.experiments.members import member_configs
+from ssmrec.experiments.sweep import SUMMARY, Sweep
+from ssmrec.train.restore import restore
+from ssmrec.train.run import LAST, PidLock
+
+if TYPE_CHECKING:
+    from ssmrec.experiments.runner import Runner
+
+SWEPT = ("reg", "tau", "layers", "margin", "neg_weight")
+"""Settings in which the cells of one sweep may differ (a sweep's settings but the seed)."""
+
+
+def sweep_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """Cells equal in everything but :data:`SWEPT`, in grid order; groups of two or more."""
+    groups: dict[str, list[Cell]] = {}
+    for c in cells:
+        rest = {k: v for k, v in c.cfg.to_dict().items() if k not in SWEPT and k != "out"}
+        key = json.dumps([c.experiment, c.tag, list(c.similarities), rest], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(c)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def sweep_dir(runner: Runner, group: list[Cell]) -> Path:
+    return runner.runs_dir / group[0].experiment / f"sweep-{group[0].id}"
+
+
+def run_sweeps(runner: Runner, cells: list[Cell], search: Search | None = None, *, dry_run: bool = False) -> None:
+    """Train the groups of ``cells`` (not yet recorded, not started on their own) as sweeps and
+    record each member as its cell. A search cell stands for its coarse values at the search's
+    seed (``search``: the grid's): those are swept too; its fine values wait on them."""
+    expanded: dict[str, Cell] = {}
+    for c in cells:
+        if not c.search:
+            expanded.setdefault(c.id, c)
+        elif search is not None:
+            for v in search.coarse:
+                run = with_setting(c, **{search.param: v, "seed": search.seed})
+                expanded.setdefault(run.id, run)
+    todo = [c for c in expanded.values() if runner.record(c) is None and not (runner.find_run(c) / LAST).exists()]
+    for group in sweep_groups(todo):
+        varying = [k for k in SWEPT if len({getattr(c.cfg, k) for c in group}) > 1]
+        members = [{k: getattr(c.cfg, k) for k in varying} for c in group]
+        base = group[0].cfg.replace(runner.overrides, source="command line")
+        try:
+            member_configs(base, members)
+        except ConfigError as e:
+            runner.echo(f"[{group[0].experiment}] {len(group)} cells cannot share a sweep ({e}): run one by one")
+            continue
+        path = sweep_dir(runner, group)
+        if dry_run:
+            runner.echo(f"[{group[0].experiment}] would run {len(group)} cells as one sweep in {path} "
+                        f"({', '.join(varying)}): {', '.join(c.id for c in group)}")
+            runner._listed.update(c.id for c in group)  # not listed again one by one
+            continue
+        _run_group(runner, group, base, members, path)
+
+
+def _run_group(runner: Runner, group: list[Cell], base, members: list[dict], path: Path) -> None:
+    locks = [PidLock(runner.find_run(c) / ".lock") for c in group]  # a solo runner of these cells waits
+    taken = []
+    try:
+        for lock in locks:
+            if not lock.acquire():
+                runner.echo(f"[{group[0].experiment}] a cell of the sweep in {path} is run by another process; "
+                            "skipped")
+                return
+            taken.append(lock)
+        t0 = time.time()
+        summary = path / SUMMARY
+        status = json.loads(summary.read_text()).get("status") if summary.exists() else None
+        if status is None:
+            try:
+                sweep = Sweep(base.replace({"out": None}, source="sweep"), members, run_dir=path, echo=runner.echo)
+            except ConfigError as e:  # e.g. a loss with per-user state
+                runner.echo(f"[{group[0].experiment}] {len(group)} cells cannot share a sweep ({e}): run one by one")
+                return
+            runner.echo(f"[{group[0].experiment}] {len(group)} cells as one sweep in {path}")
+            sweep.fit()
+        elif status != "finished":
+            runner.echo(f"[{group[0].experiment}] resuming the sweep in {path}")
+            keep = {k: v for k, v in runner.overrides.items() if k in ("device", "threads", "progress")}
+            Sweep.resume(path, echo=runner.echo, overrides=keep).fit()
+        seconds = (time.time() - t0) / len(group)
+        for j, cell in enumerate(group):
+            record_member(runner, cell, path / f"member-{j}", seconds)
+    finally:
+        for lock in taken:
+            lock.release()
+
+
+def record_member(runner: Runner, cell: Cell, member_dir: Path, seconds: float) -> dict:
+    """The record of ``cell`` from the sweep member that trained it (its best weights)."""
+    device = runner.overrides.get("device", "auto")
+    r = restore(member_dir, device=device)
+    if result_settings(r.cfg) != cell.key:
+        raise TrainingError(f"{member_dir}: its settings are not those of cell {cell.id}; not recorded")
+    result = r.run.metrics()
+    if result is None:
+        raise TrainingError(f"{member_dir}: the member has not finished (no metrics.json); not recorded")
+    trained = SimpleNamespace(cfg=r.cfg, data=r.data, model=r.model, device=next(r.model.parameters()).device,
+                              run=r.run, history=r.run.history())
+    rec = runner._record(cell, trained, result, seconds)
+    runner.save_record(cell, rec)
+    return rec
+
+
+__all__ = ["SWEPT", "record_member", "run_sweeps", "sweep_groups"]
