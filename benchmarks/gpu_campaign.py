@@ -52,8 +52,8 @@ QUEUE = [  # (grid, --only pattern, extra flags): the longest cells first (they 
     ("experiments/table3.toml", "*-lightgcn-*-ssm-*", ["--extend"]),
     ("experiments/table4.toml", "gowalla-*", []),
     ("experiments/table2.toml", "*", []),
-    ("experiments/layers.toml", "*-ssm-*", []),
-    ("experiments/layers.toml", "*-bpr-*", []),
+    ("experiments/layers.toml", "*-ssm-*", ["--sweep"]),  # layers 2-4 of a loss as one sweep
+    ("experiments/layers.toml", "*-bpr-*", ["--sweep"]),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s1-*", []),
     ("experiments/leaderboard.toml", "*-lightgcn-*-s2-*", []),
 ]
@@ -173,8 +173,11 @@ def smoke_setup(out: Path) -> tuple[list, object]:
     grid = out / "smoke.toml"
     grid.write_text(f'name = "smoke"\n[base]\ndataset = "{folder}"\ndim = 16\nbatch_size = 256\nepochs = 5\n'
                     'threads = 1\nprogress = false\nks = [20]\nlr = 0.01\n'
-                    '[[cell]]\nmodel = "lightgcn"\nloss = ["ssm", "bsl", "bpr"]\nseed = [0, 1]\n')
-    return [(str(grid), "*-s0-*", []), (str(grid), "*-s1-*", ["--extend"])], Dataset("tiny", train, test)
+                    '[[cell]]\nmodel = "lightgcn"\nloss = ["ssm", "bsl", "bpr"]\nseed = [0, 1]\n'
+                    '[[cell]]\nmodel = "lightgcn"\nloss = "bpr"\nlayers = [2, 3]\n')
+    return ([(str(grid), "*-L1-*-s0-*", []), (str(grid), "*-L1-*-s1-*", ["--extend"]),
+             (str(grid), "*-L[23]-*", ["--sweep"])],
+            Dataset("tiny", train, test))
 
 
 def main() -> None:
