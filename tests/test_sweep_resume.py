@@ -154,7 +154,7 @@ def test_resume_refuses_what_it_cannot_continue(tiny, tmp_path):
     sweep = make(tiny, tmp_path / "sweep", epochs=1)
     sweep._fit = lambda: None  # created, never trained: no checkpoint yet
     sweep.fit()
-    with pytest.raises(ConfigError, match="only checkpoint_every, device, progress, threads may change"):
+    with pytest.raises(ConfigError, match="only checkpoint_every, device, max_seconds, progress, threads may change"):
         Sweep.resume(sweep.path, tiny, echo=None, overrides={"lr": 0.1})
     lines = []
     fresh = Sweep.resume(sweep.path, tiny, echo=lines.append)

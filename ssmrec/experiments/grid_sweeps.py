@@ -13,7 +13,13 @@ A search cell's coarse values (a temperature search) are swept the same way; the
 finds their records and goes on with the fine values around the best.
 
 The sweep lives in ``runs_dir/<experiment>/sweep-<first cell id>/``, resumable like every
-sweep: re-running the command continues it from its checkpoint. Cells already recorded or
+sweep: re-running the command continues it from its checkpoint (with the command line's device,
+threads and ``--max-seconds``), and its members are recorded as the cells whose settings they
+have (a grid edited since keeps its sweep; cells it lacks run on their own). A grid's time
+budget is per cell, so a sweep of K cells gets K times it (``--max-seconds`` on the command line
+is a deadline for the whole process and stays one). A member whose loss diverged is not recorded:
+its cell runs on its own, which stops with the error. A finished sweep keeps no checkpoint, so
+``--extend`` of a swept cell that a budget stopped trains it again on its own. Cells already recorded or
 already started on their own (a solo checkpoint) are left to the usual cell-by-cell path; a
 group whose loss cannot be swept (stateful losses, per-positive negatives) runs cell by cell.
 """
@@ -26,12 +32,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from ssmrec.errors import ConfigError, TrainingError
+from ssmrec.errors import ConfigError
 from ssmrec.experiments.grid import Cell, Search, result_settings, with_setting
 from ssmrec.experiments.members import member_configs
 from ssmrec.experiments.sweep import SUMMARY, Sweep
 from ssmrec.train.restore import restore
-from ssmrec.train.run import LAST, PidLock
+from ssmrec.train.run import LAST, PidLock, RunDir
 
 if TYPE_CHECKING:
     from ssmrec.experiments.runner import Runner
@@ -70,7 +76,12 @@ def run_sweeps(runner: Runner, cells: list[Cell], search: Search | None = None, 
     for group in sweep_groups(todo):
         varying = [k for k in SWEPT if len({getattr(c.cfg, k) for c in group}) > 1]
         members = [{k: getattr(c.cfg, k) for k in varying} for c in group]
-        base = group[0].cfg.replace(runner.overrides, source="command line")
+        base = group[0].cfg
+        if base.max_seconds and "max_seconds" not in runner.overrides:
+            # the grid's budget is per cell: the sweep stands for len(group) cells (a --max-seconds
+            # on the command line is a deadline for the whole process, and stays one)
+            base = base.replace({"max_seconds": base.max_seconds * len(group)}, source=f"a sweep of {len(group)} cells")
+        base = base.replace(runner.overrides, source="command line")
         try:
             member_configs(base, members)
         except ConfigError as e:
@@ -78,55 +89,80 @@ def run_sweeps(runner: Runner, cells: list[Cell], search: Search | None = None, 
             continue
         path = sweep_dir(runner, group)
         if dry_run:
-            runner.echo(f"[{group[0].experiment}] would run {len(group)} cells as one sweep in {path} "
+            what = {None: "would run", "finished": "would record"}.get(_status(path), "would resume")
+            runner.echo(f"[{group[0].experiment}] {what} {len(group)} cells as one sweep in {path} "
                         f"({', '.join(varying)}): {', '.join(c.id for c in group)}")
             runner._listed.update(c.id for c in group)  # not listed again one by one
             continue
         _run_group(runner, group, base, members, path)
 
 
+def _status(path: Path) -> str | None:
+    summary = path / SUMMARY
+    return json.loads(summary.read_text()).get("status") if summary.exists() else None
+
+
+def _key(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
 def _run_group(runner: Runner, group: list[Cell], base, members: list[dict], path: Path) -> None:
+    where = f"[{group[0].experiment}]"
     locks = [PidLock(runner.find_run(c) / ".lock") for c in group]  # a solo runner of these cells waits
     taken = []
     try:
         for lock in locks:
             if not lock.acquire():
-                runner.echo(f"[{group[0].experiment}] a cell of the sweep in {path} is run by another process; "
-                            "skipped")
+                runner.echo(f"{where} a cell of the sweep in {path} is run by another process; skipped")
                 return
             taken.append(lock)
         t0 = time.time()
-        summary = path / SUMMARY
-        status = json.loads(summary.read_text()).get("status") if summary.exists() else None
+        status = _status(path)
         if status is None:
             try:
                 sweep = Sweep(base.replace({"out": None}, source="sweep"), members, run_dir=path, echo=runner.echo)
-            except ConfigError as e:  # e.g. a loss with per-user state
-                runner.echo(f"[{group[0].experiment}] {len(group)} cells cannot share a sweep ({e}): run one by one")
+            except ConfigError as e:  # refused by the sweep itself
+                runner.echo(f"{where} {len(group)} cells cannot share a sweep ({e}): run one by one")
                 return
-            runner.echo(f"[{group[0].experiment}] {len(group)} cells as one sweep in {path}")
+            runner.echo(f"{where} {len(group)} cells as one sweep in {path}")
             sweep.fit()
         elif status != "finished":
-            runner.echo(f"[{group[0].experiment}] resuming the sweep in {path}")
-            keep = {k: v for k, v in runner.overrides.items() if k in ("device", "threads", "progress")}
+            old = [m["overrides"] for m in json.loads((path / SUMMARY).read_text())["members"]]
+            if [_key(m) for m in old] != [_key(m) for m in members]:
+                runner.echo(f"{where} the sweep in {path} was started for other cells ({old}); it resumes as it "
+                            "was, its members are recorded as the cells they match, the others run on their own")
+            runner.echo(f"{where} resuming the sweep in {path}")
+            keep = {k: v for k, v in runner.overrides.items() if k in ("device", "threads", "progress", "max_seconds")}
             Sweep.resume(path, echo=runner.echo, overrides=keep).fit()
-        seconds = (time.time() - t0) / len(group)
-        for j, cell in enumerate(group):
-            record_member(runner, cell, path / f"member-{j}", seconds)
+        cells = {_key(c.key): c for c in group}
+        done = sorted(path.glob("member-*"), key=lambda p: int(p.name.split("-")[1]))
+        seconds = (time.time() - t0) / max(len(done), 1)
+        for member in done:
+            record_member(runner, cells, member, seconds)
     finally:
         for lock in taken:
             lock.release()
 
 
-def record_member(runner: Runner, cell: Cell, member_dir: Path, seconds: float) -> dict:
-    """The record of ``cell`` from the sweep member that trained it (its best weights)."""
-    device = runner.overrides.get("device", "auto")
-    r = restore(member_dir, device=device)
-    if result_settings(r.cfg) != cell.key:
-        raise TrainingError(f"{member_dir}: its settings are not those of cell {cell.id}; not recorded")
-    result = r.run.metrics()
+def record_member(runner: Runner, cells: dict[str, Cell], member_dir: Path, seconds: float) -> dict | None:
+    """The record of the cell (of ``cells``, keyed by their result settings) that the sweep member
+    in ``member_dir`` trained, from its best weights; None, said why, where there is none to make:
+    the member matches none of the cells, did not finish, or diverged (a solo run of that cell
+    stops with the error instead of a record)."""
+    run = RunDir(member_dir)
+    result = run.metrics()
     if result is None:
-        raise TrainingError(f"{member_dir}: the member has not finished (no metrics.json); not recorded")
+        runner.echo(f"{member_dir}: the member has not finished (no metrics.json); not recorded")
+        return None
+    if result.get("stop_reason") == "diverged":
+        runner.echo(f"{member_dir}: not recorded, its loss diverged ({result.get('error', 'non-finite loss')}); "
+                    "its cell runs on its own, which reports the error")
+        return None
+    cell = cells.get(_key(result_settings(run.data_config(run.load_config()))))
+    if cell is None:
+        runner.echo(f"{member_dir}: its settings are those of no cell in this run of the grid; not recorded")
+        return None
+    r = restore(member_dir, device=runner.overrides.get("device", "auto"))
     trained = SimpleNamespace(cfg=r.cfg, data=r.data, model=r.model, device=next(r.model.parameters()).device,
                               run=r.run, history=r.run.history())
     rec = runner._record(cell, trained, result, seconds)

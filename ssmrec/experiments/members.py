@@ -56,6 +56,10 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
     if base.nproc != 1:
         raise ConfigError(f"nproc: a sweep trains in one process (got nproc={base.nproc})")
     loss, model = canonical(base.loss), model_key(base.model)
+    kind = getattr(spec_of(loss), "cls", None)
+    if kind is not None and (hasattr(kind, "on_epoch_start") or getattr(kind, "uses_dislikes", False)):
+        raise ConfigError(f"loss {loss} keeps per-user state or learns from dislikes, which sweep members cannot "
+                          "share: run one cell per setting (a grid) instead")
     if base.negatives and "extra_negatives" in loss_settings(loss):
         raise ConfigError(f"negatives: a sweep of {loss} trains on in-batch candidates; per-positive sampled "
                           "negatives for it are a solo-run setting")

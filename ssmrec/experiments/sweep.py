@@ -205,11 +205,14 @@ class Sweep:
                                           member_losses=member_losses)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
         common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk, device=self.device)
+        # as a solo run's (Trainer): known dislikes are excluded too, and counted by dislike@K
+        d, dis = self.data, self.data.dislikes
         if cfg.protocol == "holdout":
-            self.select_eval = Evaluator(self.data.valid, [train], **common)
-            self.test_eval = Evaluator(self.data.test, [train, self.data.valid], **common)
+            self.select_eval = Evaluator(d.valid, d.exclusions("valid"), dislikes=dis.get("valid"), **common)
+            self.test_eval = Evaluator(d.test, d.exclusions("test"), dislikes=dis.get("test"), **common)
         else:
-            self.select_eval = self.test_eval = Evaluator(self.data.test, [train], **common)
+            self.select_eval = self.test_eval = Evaluator(d.test, d.exclusions("test"), dislikes=dis.get("test"),
+                                                          **common)
         # a loss parameter given as text (a flag) is shown typed, as the member's config holds it
         typed = [{k: c.loss_params[k] if k in c.loss_params and k not in TrainConfig.field_names() else v
                   for k, v in over.items()} for over, c in zip(members, cfgs)]
@@ -477,9 +480,10 @@ class Sweep:
     def resume(cls, path: str | Path, dataset: Dataset | None = None, *,
                echo: Callable[[str], None] | None = print, overrides: dict[str, Any] | None = None) -> Sweep:
         """The sweep of folder ``path``, at its last checkpoint (``overrides`` may change
-        ``device``, ``threads``, ``progress`` or ``checkpoint_every``; not the settings that make
-        the batches). Its data is found where the sweep recorded it (as a run's, see
-        :meth:`~ssmrec.train.run.RunDir.data_config`) and checked by its fingerprint."""
+        ``device``, ``threads``, ``progress``, ``checkpoint_every`` or the time budget
+        ``max_seconds``; not the settings that make the batches). Its data is found where the
+        sweep recorded it (as a run's, see :meth:`~ssmrec.train.run.RunDir.data_config`) and
+        checked by its fingerprint."""
         path = Path(path)
         summary = path / SUMMARY
         try:
@@ -488,7 +492,7 @@ class Sweep:
             raise ConfigError(f"{path}: not a sweep directory (no {SUMMARY})") from None
         base = TrainConfig.from_dict(data["base"], source=str(summary))
         if overrides:
-            allowed = {"device", "threads", "progress", "checkpoint_every"}
+            allowed = {"device", "threads", "progress", "checkpoint_every", "max_seconds"}
             if set(overrides) - allowed:
                 raise ConfigError(f"resume: only {', '.join(sorted(allowed))} may change when a sweep resumes, "
                                   f"got {', '.join(sorted(set(overrides) - allowed))}")
