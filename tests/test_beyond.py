@@ -267,6 +267,11 @@ def test_leaderboard_and_which_loss_pages(tmp_path):
     assert "| SSM | 0.1900 | — | 50.0% | 50.0% | 1.0 (x (1 thr)) | 8.8% (2) |" in page
     assert "| BSL | 0.1920 | +1.1% |" in page
     assert "most accurate **BSL** (0.1920); within 2% of it and cheapest per epoch on the same machine: **SSM**" in page
+    # a collapsed loss has a flat, "fair" list: its long-tail share is not a reason to use it
+    collapsed = {"recall": 0.04, "group_recall": [0.008] * 5 + [0.0] * 5, "coverage": 0.6}
+    _record(tmp_path, "leaderboard", "slk-s0-aaaa0004", {**base, "loss": "slk", "tau": 0.1}, 0.04, 0, collapsed)
+    page = "\n".join(which_loss(load_records(tmp_path / "records")))
+    assert "largest long-tail share among those within 10% of the most accurate: **SSM** (50.0%)" in page
 
     for seed in range(3):
         _record(tmp_path, "ntr", f"ml-ssm-s{seed}-bbbb0001", {"dataset": "ml.tsv", "model": "mf", "loss": "ssm"},
