@@ -270,3 +270,16 @@ def test_the_study_tables_read_only_the_study_grids_records(tmp_path):
     assert "from 2 run records" in text and "(1 of the study's grids for its tables)" in text
     # what is left: the one cell of the grid converged
     assert "| table3 | 1 | 1 | 0 | 0 | 0 | 0.0 | 0.0 | 0 / 0 |" in text and "In all 0 runs are left" in text
+
+
+def test_the_tuning_trace_says_where_each_value_stopped_and_an_own_learning_rate_is_said(tmp_path):
+    record(tmp_path, "t3", "bpr-a", recall=0.14, loss="bpr", model="mf", layers=None, similarity="ip", reg=1e-4,
+           stop="time_budget", epochs=20, best=20)
+    record(tmp_path, "t3", "bpr-b", recall=0.15, loss="bpr", model="mf", layers=None, similarity="ip", reg=1e-3,
+           epochs=30, best=25)
+    record(tmp_path, "t3", "ssm", recall=0.12, model="mf", layers=None, lr=1e-4)
+    text = Report(tmp_path / "records", tmp_path / "out").render().read_text()
+    assert ("- gowalla, MF + BPR: reg 0.0001: 0.1400† (time budget @20 (best 20)), 0.001: 0.1500 (early stop @30 "
+            "(best 25), selected) (test-selected)") in text
+    assert "| MF | SSM | 0.1200 |" in text
+    assert "early stop @10 (best 8); own learning rate 0.0001 (the study's: 0.001) |" in text

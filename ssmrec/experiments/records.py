@@ -103,16 +103,16 @@ def searched(records: list[Record], chosen: Record) -> dict[tuple, Record]:
 
 
 def search_trace(records: list[Record], chosen: Record) -> str:
-    """``reg 1e-4: 0.1420†, 1e-3: 0.1491 (selected)``: the values a cell's search tried; empty when
-    it tried one."""
+    """``reg 1e-4: 0.1420† (time budget @102 (best 100)), 1e-3: 0.1491 (early stop @210 (best 160),
+    selected)``: the values a cell's search tried and where each stopped; empty when it tried one."""
     by_value = searched(records, chosen)
     if len(by_value) < 2:
         return ""
     parts = []
     for value, r in sorted(by_value.items()):
         mark = "†" if r.budget_stopped else ""
-        tag = " (selected)" if r is chosen else ""
-        parts.append(f"{'/'.join(f'{v:g}' for v in value)}: {_score(r):.4f}{mark}{tag}")
+        tag = ", selected" if r is chosen else ""
+        parts.append(f"{'/'.join(f'{v:g}' for v in value)}: {_score(r):.4f}{mark} ({_stop(r)}{tag})")
     return f"{'/'.join(TUNED)} " + ", ".join(parts)
 
 
@@ -152,10 +152,21 @@ def fmt_cell(rs: list[Record], key: str) -> str:
     return text
 
 
+STUDY_LR = 1e-3
+"""The study's learning rate (Adam, PAPER.md); a cell trained with another says so beside it."""
+
+
+def _stop(r: Record) -> str:
+    tag = {"early_stopped": "early stop", "time_budget": "time budget", "max_epochs": "epoch budget"}.get(
+        r.m["stop_reason"], r.m["stop_reason"])
+    return f"{tag} @{r.m['epochs_run']} (best {r.m['best_epoch']})"
+
+
 def stop_note(rs: list[Record]) -> str:
-    parts = []
-    for r in rs:
-        tag = {"early_stopped": "early stop", "time_budget": "time budget", "max_epochs": "epoch budget"}.get(
-            r.m["stop_reason"], r.m["stop_reason"])
-        parts.append(f"{tag} @{r.m['epochs_run']} (best {r.m['best_epoch']})")
-    return "; ".join(parts)
+    """How each run stopped; a learning rate other than the study's is said once."""
+    note = "; ".join(_stop(r) for r in rs)
+    rates = sorted({float(r.s["lr"]) for r in rs
+                    if r.s.get("lr") is not None and abs(float(r.s["lr"]) - STUDY_LR) > 1e-12})
+    if rates:
+        note += f"; own learning rate {', '.join(f'{x:g}' for x in rates)} (the study's: {STUDY_LR:g})"
+    return note
