@@ -36,3 +36,20 @@ def tiny_dir(tmp_path, tiny):
 
 def pytest_configure(config):
     np.set_printoptions(precision=5, suppress=True)
+
+
+@pytest.fixture
+def rated_file(tmp_path):
+    """120 users rate 60 items 1-5: a user likes items of her own parity class and dislikes the others."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(120):
+        for i in rng.choice(60, size=25, replace=False):
+            liked = (i % 2) == (u % 2)
+            rating = rng.integers(4, 6) if liked else rng.integers(1, 3)
+            if rng.random() < 0.15:
+                rating = 3
+            rows.append(f"{u}\t{i}\t{rating}\t{1000 + len(rows)}")
+    p = tmp_path / "rated.tsv"
+    p.write_text("user\titem\trating\ttimestamp\n" + "\n".join(rows) + "\n")
+    return p

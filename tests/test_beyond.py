@@ -97,23 +97,6 @@ def test_stateful_losses_resume_exactly_from_a_mid_epoch_checkpoint(tiny, tmp_pa
 
 
 # ----------------------------------------------------------------------------- explicit feedback
-@pytest.fixture
-def rated_file(tmp_path):
-    """120 users rate 60 items 1-5: a user likes items of her own parity class and dislikes the others."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(120):
-        for i in rng.choice(60, size=25, replace=False):
-            liked = (i % 2) == (u % 2)
-            rating = rng.integers(4, 6) if liked else rng.integers(1, 3)
-            if rng.random() < 0.15:
-                rating = 3
-            rows.append(f"{u}\t{i}\t{rating}\t{1000 + len(rows)}")
-    p = tmp_path / "rated.tsv"
-    p.write_text("user\titem\trating\ttimestamp\n" + "\n".join(rows) + "\n")
-    return p
-
-
 def test_positives_and_dislikes_are_read_and_split_alike(rated_file):
     ds = load_dataset(DataConfig(dataset=str(rated_file), positive_min=4, negative_max=2, ratios=(0.8, 0.0, 0.2)))
     ratings = {}
