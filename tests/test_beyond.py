@@ -449,3 +449,18 @@ def test_explicit_feedback_edge_cases(rated_file):
     ds = load_dataset(DataConfig(dataset=str(rated_file), positive_min=4, negative_max=2, ratios=(0.8, 0.0, 0.2),
                                  valid_fraction=0.5), "holdout")
     assert (ds.train.item_degree[ds.dislikes["train"].indices] > 0).all()
+
+
+def test_a_run_that_collapsed_after_its_best_epoch_is_marked():
+    from pathlib import Path
+
+    from ssmrec.experiments.leaderboard import collapsed
+    from ssmrec.experiments.records import Record
+
+    def run(values):
+        return Record(Path("x.json"), {"metrics": {"metric": "recall@20"},
+                                       "history": [{"epoch": e + 1, "recall@20": v} for e, v in enumerate(values)]})
+
+    assert collapsed(run([0.04, 0.03, 0.007, 0.0003]))  # SL@K at tau_w 0.5 on Gowalla MF
+    assert not collapsed(run([0.10, 0.12, 0.119, 0.118]))  # an early stop on a plateau
+    assert not collapsed(run([]))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ssmrec.experiments.budget import curve
 from ssmrec.experiments.records import Record, _score
 from ssmrec.experiments.stats import paired_over_seeds, summary
 
@@ -134,6 +135,12 @@ class Arm:
     def stopped_by_budget(self) -> bool:
         return any(r.budget_stopped for r in self.chosen)
 
+    @property
+    def collapsed(self) -> bool:
+        """A run of it fell, after its best evaluation, below half of its best (a loss that
+        degenerated: its record keeps the best epoch, the curve says the loss is not usable as set)."""
+        return any(collapsed(r) for r in self.chosen)
+
 
 def _show(v: Any) -> str:
     if isinstance(v, float):
@@ -178,12 +185,19 @@ def arms(records: list[Record]) -> dict[tuple[str, str, str], Arm]:
     return out
 
 
+def collapsed(r: Record) -> bool:
+    """The run's selection metric ended below half of its best (evaluations after the best one)."""
+    epochs, values = curve(r)
+    return bool(values) and max(values) > 0 and values[-1] < 0.5 * max(values)
+
+
 def _cell(arm: Arm | None) -> str:
     if arm is None:
         return "—"
     rec, nd = arm.mean("recall@20"), arm.mean("ndcg@20")
     sd = f" ± {rec['std']:.4f}" if rec["n"] > 1 else ""
     dagger = " †" if arm.stopped_by_budget else ""
+    dagger += " ‡" if arm.collapsed else ""
     return f"{rec['mean']:.4f}{sd} / {nd['mean']:.4f} (n={rec['n']}){dagger}"
 
 
@@ -240,7 +254,9 @@ def leaderboard_section(records: list[Record]) -> list[str]:
                           f"published loss-based number on this split ({TARGETS[ds]:.4f}), "
                           f"{(ours - TARGETS[ds]) / TARGETS[ds]:+.1%}."]
     lines += ["", "Mean ± std over seeds of the configuration with the best mean selection score; † = a run of "
-                  "it was stopped by its budget. *tuned* lists what the configurations tried differ in.", "",
+                  "it was stopped by its budget; ‡ = a run of it collapsed after its best epoch (its last evaluation "
+                  "below half of its best: the number is its best epoch's, the loss is not usable as set). *tuned* "
+                  "lists what the configurations tried differ in.", "",
               "How the published numbers were obtained (where it differs from our arms, the gap is not the loss's):",
               "", *[f"- {line}" for line in SETUPS]]
     return lines
@@ -327,12 +343,14 @@ def which_loss(records: list[Record]) -> list[str]:
             sec = [r.m["seconds_per_epoch"] for r in arm.chosen]
             sens = arm.sensitivity
             lines.append(
-                f"| {LABELS[loss]} | {rec:.4f}{' †' if arm.stopped_by_budget else ''} | {vs} | "
+                f"| {LABELS[loss]} | {rec:.4f}{' †' if arm.stopped_by_budget else ''}"
+                f"{' ‡' if arm.collapsed else ''} | {vs} | "
                 f"{f'{np.mean(tails):.1%}' if tails else '—'} | {f'{np.mean(cover):.1%}' if cover else '—'} | "
                 f"{np.median(sec):.1f} ({arm.chosen[0].machine}) | "
                 f"{f'{sens:.1%}' if sens is not None else '—'} ({len(arm.configs)}) |")
         lines += ["", *_verdict([found[(ds, model, loss)] for loss in LOSS_ORDER if (ds, model, loss) in found]), ""]
-    lines += ["† = stopped by its budget, not by early stopping. Seconds per epoch are comparable only between rows "
+    lines += ["† = stopped by its budget, not by early stopping; ‡ = collapsed after its best epoch (see the report). "
+              "Seconds per epoch are comparable only between rows "
               "run on the same machine (shown)."]
     return lines
 
