@@ -75,18 +75,34 @@ class GridPlan:
     not_run: int = 0
     epochs_left: int = 0
     epochs_borrowed: int = 0  # of epochs_left: estimated from another model's converged runs
-    cpu_seconds: float = 0.0
-    gpu_seconds: float = 0.0
-    unpriced_cpu: int = 0  # cells left with no estimate of their epochs or CPU cost
-    unpriced_gpu: int = 0
-    left: list[str] = field(default_factory=list)
-    # per run left: (count, CPU seconds or None, GPU seconds or None); the totals of several grids
-    # count a run that two grids share once, as the runner runs it once
+    # per run left, in grid order: (count, CPU seconds or None, GPU seconds or None); the totals of
+    # several grids count a run that two grids share once, as the runner runs it once
     costs: dict[str, tuple[int, float | None, float | None]] = field(default_factory=dict)
 
     @property
     def to_go(self) -> int:
         return self.budget_stopped + self.not_run
+
+    @property
+    def left(self) -> list[str]:
+        return list(self.costs)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(c for _, c, _ in self.costs.values() if c is not None)
+
+    @property
+    def gpu_seconds(self) -> float:
+        return sum(g for _, _, g in self.costs.values() if g is not None)
+
+    @property
+    def unpriced_cpu(self) -> int:
+        """Runs left with no estimate of their epochs or CPU cost."""
+        return sum(n for n, c, _ in self.costs.values() if c is None)
+
+    @property
+    def unpriced_gpu(self) -> int:
+        return sum(n for n, _, g in self.costs.values() if g is None)
 
 
 def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str]) -> list[tuple[Cell, int, bool]]:
@@ -162,7 +178,6 @@ def plan_grid(path: str | Path, records: list[Record]) -> GridPlan:
                 ran, best = longest.m["epochs_run"], longest.m["best_epoch"]
                 more = None if need is None else max(need - ran, best + window - ran, 1)
             name = run.id if known else f"{count} run(s) of {cell.id}'s {grid.search.param} search"
-            out.left.append(name)
             priced = {"cpu": None, "gpu": None}
             if more is not None:
                 out.epochs_left += more * count
@@ -171,11 +186,6 @@ def plan_grid(path: str | Path, records: list[Record]) -> GridPlan:
                 for where in priced:
                     per = est.seconds(run, where)
                     priced[where] = None if per is None else more * per * count
-            for where, cost in priced.items():
-                if cost is None:
-                    setattr(out, f"unpriced_{where}", getattr(out, f"unpriced_{where}") + count)
-                else:
-                    setattr(out, f"{where}_seconds", getattr(out, f"{where}_seconds") + cost)
             out.costs[name] = (count, priced["cpu"], priced["gpu"])
     return out
 

@@ -187,10 +187,7 @@ class Sweep(SweepCheckpoints):
         solo, self.sampler = build_objective(cfg, train)  # the stream of base_cfg.seed
         name = canonical(cfg.loss)
         member_losses = None
-        if name not in BUILT_IN:  # one loss module per member, built with its own settings
-            if hasattr(solo.loss, "on_epoch_start") or getattr(solo.loss, "uses_dislikes", False):
-                raise ConfigError(f"loss {name} keeps per-user state or learns from dislikes, which sweep members "
-                                  "cannot share: run one cell per setting (a grid) instead")
+        if name not in BUILT_IN:  # one loss module per member (stateful losses: refused by member_configs)
             member_losses = [build_loss(name, tau=c.tau, similarity=c.similarity, margin=c.margin,
                                         weight=c.neg_weight, mask_duplicates=c.mask_duplicates,
                                         params=c.loss_params, seed=c.seed) for c in cfgs]
