@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssmrec.experiments.grid import Cell, load_grid, with_setting
-from ssmrec.experiments.records import BUDGET_STOPS, Record
+from ssmrec.experiments.records import BUDGET_STOPS, Record, _score
 
 
 def _kind(r: Record | Cell) -> tuple[str, str, str]:
@@ -124,14 +124,14 @@ def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str
     for c in coarse:
         recs = by_cell.get(c.id)
         if recs:
-            scores[getattr(c.cfg, search.param)] = max(_score_of(r) for r in recs)
+            scores[getattr(c.cfg, search.param)] = max(_score(r) for r in recs)
     runs = [(c, 1, True) for c in coarse]
     if len(scores) == len(coarse):  # the fine values are known
         fine = [v for v in search.fine(max(scores, key=scores.get)) if v not in scores]
         runs += [(with_setting(cell, **{search.param: v, "seed": at}), 1, True) for v in fine]
         for c, _, _ in runs[len(coarse):]:
             if c.id in by_cell:
-                scores[getattr(c.cfg, search.param)] = max(_score_of(r) for r in by_cell[c.id])
+                scores[getattr(c.cfg, search.param)] = max(_score(r) for r in by_cell[c.id])
         if cell.cfg.seed != at:
             runs.append((with_setting(cell, **{search.param: max(scores, key=scores.get)}), 1, True))
     else:
@@ -145,11 +145,6 @@ def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str
             seen.add(key)
             out.append((c, n, known))
     return out
-
-
-def _score_of(r: Record) -> float:
-    part = r.m["valid"] if r.m.get("valid") else r.m["test"]
-    return float(part.get(r.m["metric"], float("-inf")))
 
 
 def plan_grid(path: str | Path, records: list[Record]) -> GridPlan:
