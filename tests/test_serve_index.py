@@ -144,6 +144,36 @@ def test_hnsw_recall_against_exact_on_random_data():
     assert hnsw.index.hnsw.efSearch == 256
 
 
+def short_index_case(kind: str):
+    """An export and an approximate index that really come back short: many seen items, a
+    sparse graph searched with a tiny candidate list (HNSW), or one list visited of many (IVF)."""
+    ex = random_export("ip", seed=6, max_seen=1900)
+    knobs = {"m": 4, "ef_construction": 16, "ef_search": 8} if kind == "hnsw" else {"nlist": 64, "nprobe": 1}
+    return ex, build_index(ex, kind, **knobs)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_an_approximate_index_that_comes_back_short_falls_back_to_exact(kind):
+    ex, idx = short_index_case(kind)
+    users = np.arange(N_USERS)
+    left = N_ITEMS - np.diff(ex.seen_indptr)
+    for k in (20, 100):
+        raw = idx.recommend(users, k, complete=False)[0]
+        short = (raw >= 0).sum(axis=1) < np.minimum(k, left)
+        assert short.sum() >= 10, short.sum()  # the case is real: the index alone leaves lists short
+        before = idx.exact_fallbacks
+        items, scores = idx.recommend(users, k)
+        assert idx.exact_fallbacks - before == short.sum()
+        np.testing.assert_array_equal((items >= 0).sum(axis=1), np.minimum(k, left))  # never short
+        # the short users' lists are the exact ones; the others are the index's own
+        assert_same_lists((items[short], scores[short]), ex.recommend(users[short], k), ex, users[short])
+        np.testing.assert_array_equal(items[~short], raw[~short])
+        for u in np.flatnonzero(short)[:5]:  # one at a time too (the IDSelector path)
+            np.testing.assert_array_equal(idx.recommend([u], k)[0][0], items[u])
+    # the user who has seen all but three items gets exactly those three
+    assert sorted(idx.recommend([1], 20)[0][0][:3].tolist()) == np.setdiff1d(np.arange(N_ITEMS), ex.seen(1)).tolist()
+
+
 def test_ivf_visiting_every_list_is_exact():
     ex = random_export("ip", seed=2)
     idx = build_index(ex, "ivf", nlist=20, nprobe=20)

@@ -20,6 +20,12 @@ Seen items are excluded, never scored away, in one of two ways that give the sam
 
 Either way an exact index returns exactly :meth:`Export.recommend`'s list (ties aside).
 
+An approximate index can come back short: HNSW's graph walk, or IVF's ``nprobe`` lists, may hold
+fewer than ``k`` unseen items (most often for a large ``k`` or a user who has seen much). A list
+is never silently short: a user who got fewer than ``min(k, items they have not seen)`` items is
+searched again exactly (numpy, :meth:`Export.recommend`) and :attr:`ItemIndex.exact_fallbacks`
+counts them. A list is shorter than ``k`` only when fewer items remain unseen.
+
 Kinds and knobs (defaults in :data:`DEFAULTS`):
 
 ``exact``  ``IndexFlatIP``: brute force, the reference.
@@ -77,6 +83,7 @@ class ItemIndex:
     knobs: dict[str, Any] = field(default_factory=dict)
     _executor: Any = field(default=None, repr=False)
     _executor_threads: int = field(default=0, repr=False)
+    exact_fallbacks: int = field(default=0, repr=False)  # users re-searched exactly: the index came back short
 
     @property
     def n_items(self) -> int:
@@ -114,10 +121,34 @@ class ItemIndex:
         return items, scores
 
     def recommend(self, user_rows: np.ndarray | list[int], k: int = 20, *, exclude_seen: bool = True,
-                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int = 1024, complete: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` item rows and scores for user rows, best first (ties: lower row first), seen
-        items left out; padded with -1 / -inf where fewer remain (or an approximate index found
-        fewer). Same shapes and meaning as :meth:`Export.recommend`."""
+        items left out; padded with -1 / -inf only where fewer than ``k`` items remain unseen. Same
+        shapes and meaning as :meth:`Export.recommend`. A user for whom an approximate index found
+        fewer items than remain is searched again exactly (``complete=False``: the index's raw
+        answer, short lists and all)."""
+        top, val = self._recommend(user_rows, k, exclude_seen, batch_size)
+        if complete:
+            self._complete(np.atleast_1d(np.asarray(user_rows, dtype=np.int64)), top, val, exclude_seen)
+        return top, val
+
+    def _complete(self, users: np.ndarray, top: np.ndarray, val: np.ndarray, exclude_seen: bool,
+                  chunk: int = 64) -> None:
+        """Replace, in place, each list shorter than what remains for its user with the exact one."""
+        if users.size == 0:
+            return
+        ex = self.export
+        left = np.full(users.size, ex.n_items, dtype=np.int64)
+        if exclude_seen:
+            left -= (ex.seen_indptr[users + 1] - ex.seen_indptr[users]).astype(np.int64)
+        short = np.flatnonzero((top >= 0).sum(axis=1) < np.minimum(top.shape[1], left))
+        for rows in _chunks(short, chunk):  # a chunk scores every item: bounded memory
+            top[rows], val[rows] = ex.recommend(users[rows], top.shape[1], exclude_seen=exclude_seen,
+                                                similarity=self.similarity)
+        self.exact_fallbacks += int(short.size)
+
+    def _recommend(self, user_rows: np.ndarray | list[int], k: int, exclude_seen: bool,
+                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         users = np.atleast_1d(np.asarray(user_rows, dtype=np.int64))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise IndexConfigError(f"k must be a positive integer, got {k!r}")
