@@ -134,39 +134,102 @@ class ClaimSections:
         return lines
 
     def _plot_claims(self, rs: list[Record], dataset: str) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        fig = claims_figure(rs, dataset)
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-        for r in sorted(rs, key=run_name):
-            c = r.data["claims"]
-            axes[0].plot(c["popularity_bias"]["recfreq_curve"]["x"], c["popularity_bias"]["recfreq_curve"]["y"],
-                         label=run_name(r))
-            if r.s["loss"] == "ssm":
-                hn = c["hard_negatives"]
-                axes[1].plot(hn["curve"]["x"], hn["curve"]["y"], "o", ms=3, label=f"{run_name(r)} measured")
-                axes[1].plot(hn["theory_curve"]["x"], hn["theory_curve"]["y"], "-", lw=1)
-            d = c["dcg_bound"]["sample"]
-            axes[2].scatter(d["neg_log_dcg"], d["loss"], s=3, label=run_name(r))
-            m = c["magnitude"]["item"]["curve"]
-            axes[3].plot(np.exp(m["x"]), m["y"], label=run_name(r))
-        axes[0].set(xlabel="log(1 + item degree)", ylabel="share of top-20 lists", yscale="log",
-                    title="1. recommendations vs popularity")
-        axes[1].set(xlabel="cosine(user, negative)", ylabel="mean gradient share",
-                    title="2. gradient weight (dots) vs eq. 14 (lines)", yscale="log")
-        lo = min(min(r.data["claims"]["dcg_bound"]["sample"]["neg_log_dcg"] or [0]) for r in rs)
-        hi = max(max(r.data["claims"]["dcg_bound"]["sample"]["loss"] or [1]) for r in rs)
-        axes[2].plot([lo, hi], [lo, hi], "k--", lw=1)
-        axes[2].set(xlabel="-log DCG", ylabel="full-item SSM loss", title="3. bound: points above the diagonal")
-        axes[3].set(xlabel="item degree", ylabel="mean representation norm", xscale="log", yscale="log",
-                    title="4. magnitude vs degree")
-        for ax in axes:
-            ax.legend(fontsize=6)
-        fig.tight_layout()
         fig.savefig(self.fig / f"claims_{dataset}.png", dpi=110)
         plt.close(fig)
 
 
-__all__ = ["ClaimSections", "run_name"]
+def _setting(key: str, value: object) -> str:
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
+def _differing(rs: list[Record]) -> list[dict[str, object]]:
+    """Per run, the settings (loss parameters included) in which it differs from the other runs
+    of its :func:`run_name`: empty for a run alone under its name."""
+    names = [run_name(r) for r in rs]
+    out: list[dict[str, object]] = [{} for _ in rs]
+    for name in dict.fromkeys(names):
+        same = [i for i, n in enumerate(names) if n == name]
+        if len(same) < 2:
+            continue
+        settings = [{**{k: v for k, v in rs[i].s.items() if k != "loss_params"}, **(rs[i].s.get("loss_params") or {})}
+                    for i in same]
+        keys = [k for k in dict.fromkeys(k for s in settings for k in s) if len({repr(s.get(k)) for s in settings}) > 1]
+        for i, s in zip(same, settings):
+            out[i] = {k: s[k] for k in keys if s.get(k) is not None}  # an unset setting goes unsaid
+    return out
+
+
+def claim_runs_in_order(rs: list[Record]) -> list[Record]:
+    """Runs by :func:`run_name`, then by the settings that tell runs of one name apart (numbers
+    as numbers: reg 1e-06 before 1e-05 before 0.0001)."""
+    diff = {id(r): d for r, d in zip(rs, _differing(rs))}
+
+    def key(r: Record):
+        return run_name(r), [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in diff[id(r)].values()]
+
+    return sorted(rs, key=key)
+
+
+def claim_labels(rs: list[Record]) -> list[str]:
+    """One legend label per run, all different: :func:`run_name`, and where several runs share
+    it, the settings in which they differ (``MF + BPR (reg=0.01)``); runs alike in every
+    setting are told apart by their cell."""
+    labels = [f"{run_name(r)} ({', '.join(_setting(k, v) for k, v in d.items())})" if d else run_name(r)
+              for r, d in zip(rs, _differing(rs))]
+    twice = {label for label in labels if labels.count(label) > 1}
+    return [f"{label} [{r.data.get('cell') or r.path.stem}]" if label in twice else label
+            for r, label in zip(rs, labels)]
+
+
+def claims_figure(rs: list[Record], dataset: str):
+    """The four claims' panels (a :class:`matplotlib.figure.Figure`; the caller saves and closes
+    it). Each run has one colour, line style and marker in every panel and one entry in a
+    single legend below the panels, so the legend names each run once and covers no data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    rs = claim_runs_in_order(rs)
+    labels = claim_labels(rs)
+    widest = max(len(label) for label in labels)
+    ncol = max(1, min(len(rs), int(17 / (0.055 * widest + 0.7))))  # as many columns as fit the width
+    rows = -(-len(rs) // ncol)
+    colours = plt.get_cmap("tab10").colors
+    dashes, markers = ("-", "--", ":", "-."), ("o", "^", "s", "D")
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.9 + 0.16 * rows), layout="constrained")
+    handles = []
+    for k, (r, label) in enumerate(zip(rs, labels)):
+        style = {"color": colours[k % 10], "linestyle": dashes[k // 10 % 4]}
+        marker = markers[k // 10 % 4]
+        handles.append(Line2D([], [], marker=marker, ms=4, label=label, **style))
+        c = r.data["claims"]
+        axes[0].plot(c["popularity_bias"]["recfreq_curve"]["x"], c["popularity_bias"]["recfreq_curve"]["y"], **style)
+        if r.s["loss"] == "ssm":
+            hn = c["hard_negatives"]
+            axes[1].plot(hn["curve"]["x"], hn["curve"]["y"], marker, ms=3, color=style["color"])
+            axes[1].plot(hn["theory_curve"]["x"], hn["theory_curve"]["y"], lw=1, **style)
+        d = c["dcg_bound"]["sample"]
+        axes[2].scatter(d["neg_log_dcg"], d["loss"], s=3, marker=marker, color=style["color"])
+        m = c["magnitude"]["item"]["curve"]
+        axes[3].plot(np.exp(m["x"]), m["y"], **style)
+    axes[0].set(xlabel="log(1 + item degree)", ylabel="share of top-20 lists", yscale="log",
+                title="1. recommendations vs popularity")
+    axes[1].set(xlabel="cosine(user, negative)", ylabel="mean gradient share",
+                title="2. gradient weight (dots) vs eq. 14 (lines), SSM", yscale="log")
+    lo = min(min(r.data["claims"]["dcg_bound"]["sample"]["neg_log_dcg"] or [0]) for r in rs)
+    hi = max(max(r.data["claims"]["dcg_bound"]["sample"]["loss"] or [1]) for r in rs)
+    axes[2].plot([lo, hi], [lo, hi], "k--", lw=1)
+    axes[2].set(xlabel="-log DCG", ylabel="full-item SSM loss", title="3. bound: points above the diagonal")
+    axes[3].set(xlabel="item degree", ylabel="mean representation norm", xscale="log", yscale="log",
+                title="4. magnitude vs degree")
+    fig.legend(handles=handles, loc="outside lower center", fontsize=7, frameon=False, ncol=ncol)
+    fig.suptitle(f"{dataset}: the four claims, measured ({len(rs)} runs)")
+    return fig
+
+
+__all__ = ["ClaimSections", "claim_labels", "claims_figure", "run_name"]
