@@ -25,3 +25,14 @@ def test_readme_lists_every_train_option():
     for name in OPTIONS:
         flag = FLAG_NAMES.get(name, [f"--{name.replace('_', '-')}"])[0]
         assert f"`{flag}`" in readme, name
+
+
+def test_the_first_section_says_where_the_data_must_be():
+    """The quick start's ``SSMREC_DATA=../shared/data`` is relative: the first section says it
+    means a ``shared/`` folder beside the clone, and what to set when the data is elsewhere."""
+    readme = (ROOT / "README.md").read_text()
+    first = readme.split("## Install and a first result", 1)[1].split("\n## ", 1)[0]
+    assert "SSMREC_DATA=../shared/data" in first
+    text = " ".join(first.split())
+    assert "a `shared/` folder beside the clone" in text
+    assert "set `SSMREC_DATA` to that folder's absolute path" in text and "`--data-dir`" in text
