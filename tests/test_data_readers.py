@@ -278,6 +278,79 @@ def test_pairs_bad_integer_ids_after_filtering_name_right_line(tmp_path):
         read_pairs(write(tmp_path / "f.csv", "1,1.5\n"), integer_ids=True)
 
 
+@pytest.mark.parametrize("text, why", [
+    ("customer,product\n1,2\n3,4\n", "column names"),  # issue 19: trained a user 'customer'
+    ("customer,product,stars\n1,2,3\n3,4,5\n", "column names"),  # issue 19: 'stars' is not a number
+    ("CustomerID;sku_code\n1;2\n3;4\n", "column names"),
+    ("buyer,thing\n1,2\n3,4\n", "'buyer' in column 1"),  # words over integer ids
+    ("buyer,thing,stars\nc1,p1,5\nc2,p2,4\n", "'stars' in column 3"),  # words over ratings
+    ("buyer,thing,stars,when\nc1,p1,5,2021-01-02\nc2,p2,4,2021-03-04T10:00:00Z\n", "'stars' in column 3"),
+])
+def test_unknown_header_is_detected_and_said(tmp_path, caplog, text, why):
+    path = write(tmp_path / "p.csv", text)
+    with caplog.at_level(logging.WARNING, logger="ssmrec.data"):
+        t = read_pairs(path)
+    header = text.splitlines()[0].replace(";", ",").split(",")
+    assert not set(header) & (set(t.users.tolist()) | set(t.items.tolist()))  # never a user or item
+    assert len(t) == len(text.splitlines()) - 1
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "line 1 read as a header" in said[0] and why in said[0], said
+    assert f"user ids {header[0]!r}, item ids {header[1]!r}" in said[0] and "--user-col" in said[0]
+    if "stars" in header:
+        assert t.ratings.tolist()[-1] in (4.0, 5.0) and "ratings 'stars'" in said[0]
+    if "when" in header:  # the time column of a guessed header is found by position, dates or numbers
+        assert t.timestamps is not None and "timestamps 'when'" in said[0]
+
+
+@pytest.mark.parametrize("text, pairs", [
+    ("alice,book\nbob,pen\n", [("alice", "book"), ("bob", "pen")]),  # string ids: row 1 is data
+    ("buyer,thing\nalice,book\n", [("buyer", "thing"), ("alice", "book")]),  # indistinguishable: data
+    ("alice,book,4\nbob,pen,5\n", [("alice", "book"), ("bob", "pen")]),
+    ("user,book\nbob,pen\n", [("bob", "pen")]),  # a known user column name: header (rule 1, said nowhere)
+    ("customer,pen\nbob,book\n", [("customer", "pen"), ("bob", "book")]),  # one column word is not enough
+    ("abc,5\n1,2\n", [("abc", "5"), ("1", "2")]),  # a digit on row 1: data
+])
+def test_first_row_of_data_stays_data(tmp_path, caplog, text, pairs):
+    with caplog.at_level(logging.WARNING, logger="ssmrec.data"):
+        t = read_pairs(write(tmp_path / "p.csv", text))
+    assert table_pairs(t) == pairs
+    assert "read as a header" not in caplog.text
+
+
+def test_unparsable_first_row_is_refused_naming_line_and_flags(tmp_path):
+    path = write(tmp_path / "p.csv", "u1,i1,five\nu2,i2,4\n")  # a digit on row 1: not a header of names
+    with pytest.raises(DataError) as e:
+        read_pairs(path)
+    msg = str(e.value)
+    assert f"{path}, line 1: 'five' is not a number (rating)" in msg and "--user-col/--item-col" in msg
+    with pytest.raises(DataError) as e:  # the hint is for line 1 only
+        read_pairs(write(tmp_path / "q.csv", "u1,i1,4\nu2,i2,five\n"))
+    assert "line 2:" in str(e.value) and "--user-col" not in str(e.value)
+    # a named column makes line 1 the header, whatever it holds
+    t = read_pairs(write(tmp_path / "r.csv", "buyer,thing\nalice,book\n"), user_col="buyer")
+    assert table_pairs(t) == [("alice", "book")]
+
+
+def test_guessed_header_reaches_training_data(tmp_path):
+    """Through load_dataset (what the CLI, the API and grids read with): no header row trained."""
+    rows = [f"{u},{i},{1 + (u + i) % 5}" for u in range(20) for i in range(u % 7, u % 7 + 6)]
+    path = write(tmp_path / "shop.csv", "customer,product,stars\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(DataConfig(str(path), ratios=(0.8, 0.0, 0.2)))
+    assert "customer" not in ds.train.user_ids.tolist() and "product" not in ds.train.item_ids.tolist()
+    assert ds.train.nnz + ds.test.nnz == len(rows)
+
+
+def test_column_settings_are_refused_where_there_are_no_columns(tmp_path):
+    """Never ignored: a LightGCN or RecBole file in a folder dataset has no columns to name."""
+    lightgcn = write(tmp_path / "train.txt", "0 1 2\n1 2\n")
+    with pytest.raises(DataError, match="user_col given but the file is in the LightGCN format"):
+        read_any(lightgcn, user_col="customer")
+    inter = write(tmp_path / "a.inter", "user_id:token\titem_id:token\nu1\ti1\n")
+    with pytest.raises(DataError, match="item_col given but a RecBole .inter file names its fields"):
+        read_any(inter, item_col=1)
+    assert len(read_any(lightgcn)) == 3 and len(read_any(inter, min_rating=None)) == 1
+
+
 def test_pairs_header_only_and_empty(tmp_path):
     with pytest.raises(DataError, match="no rows"):
         read_pairs(write(tmp_path / "h.csv", "user_id,item_id\n"))

@@ -29,6 +29,14 @@ USER_NAMES = ("user_id", "userid", "user", "uid", "u", "visitor_id", "customer_i
 ITEM_NAMES = ("item_id", "itemid", "item", "iid", "i", "movie_id", "movieid", "product_id", "business_id")
 RATING_NAMES = ("rating", "ratings", "score", "stars", "value", "label")
 TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime")
+# further words that name an id column (never picked as the user/item column by name, but a first
+# row whose user and item fields are both such words is a header: see read_pairs)
+USER_WORDS = ("users", "customer", "customers", "client", "buyer", "shopper", "member", "account", "person",
+              "visitor", "viewer", "reader", "listener", "player", "subscriber", "session", "session_id")
+ITEM_WORDS = ("items", "product", "products", "sku", "article", "movie", "film", "song", "track", "book",
+              "business", "venue", "poi", "place", "location", "artist", "album", "video", "post", "news",
+              "doc", "document", "offer", "recipe", "game", "app", "page", "url", "asin", "isbn", "restaurant",
+              "hotel", "course", "job", "question")
 
 
 @dataclass
@@ -193,8 +201,8 @@ def read_pairs(
         path: the file.
         sep: field separator (default: sniffed from the first line: tab, ``::``, comma, ``;``,
             ``|`` or whitespace).
-        header: whether the first row names the columns (default: detected; a first row whose
-            user and item fields are known column names such as ``user_id``/``item_id``).
+        header: whether the first row names the columns (default: detected, see below; a
+            column given by name implies one).
         user_col, item_col: column names (with a header) or positions (default: the first
             column whose name looks like a user/item id, else positions 0 and 1).
         rating_col, time_col: optional rating / timestamp columns (default: detected by name,
@@ -203,17 +211,39 @@ def read_pairs(
         integer_ids: keep integer ids as they are instead of mapping them to contiguous
             indices (default: ``False``; string ids are always mapped).
         min_rating: keep only rows with rating >= this value (default: keep all).
+
+    **Header detection** (``header=None``). The first row is a header when it can be told
+    apart from data, and only then:
+
+    1. its user or item field is a known column name (``user_id``, ``item``, ``movie_id``...:
+       :data:`USER_NAMES`, :data:`ITEM_NAMES`), or both hold RecBole types (``user_id:token``);
+    2. its user and item fields (positions 0 and 1, or the positions given) are both column
+       words: those names, the words of :data:`USER_WORDS`/:data:`ITEM_WORDS` (``customer``,
+       ``product``, ``sku``...), or a word ending in ``id``/``_key``/``_code``
+       (``customerId``, ``sku_code``); e.g. ``customer,product``;
+    3. it holds no digit, and some column that is a number (or ISO-8601 date) on every
+       other row is not one on row 1; e.g. ``buyer,thing,stars`` over ``c1,p1,5``, or
+       ``buyer,thing`` over integer ids.
+
+    A header found by rule 2 or 3 is said in a warning naming the columns read from it. Any
+    other first row is data: string ids such as ``alice,book`` stay a row, and a first row whose
+    rating or time field does not parse (``u1,i1,five``) is refused with an error naming the
+    file and line 1 and ``--user-col/--item-col``, never trained on. A header that none of
+    the rules can tell from string ids (``buyer,thing`` over ``alice,book``) is read as data:
+    name a column (``user_col="buyer"``, ``--user-col buyer``) and the first row is the header.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    detected = None
     if path.suffix == ".parquet":
         frame = _read_parquet(path)
         where = _Where(None)
     else:
         if header is None and any(isinstance(c, str) for c in (user_col, item_col, rating_col, time_col)):
             header = True  # columns named by the user: the first row names them
-        frame, where = _read_delimited(path, sep, header)
+        ids = (user_col if isinstance(user_col, int) else 0, item_col if isinstance(item_col, int) else 1)
+        frame, where, detected = _read_delimited(path, sep, header, ids)
     if frame.shape[0] == 0:
         raise DataError(f"{path}: no rows")
     if frame.shape[1] < 2:
@@ -222,8 +252,11 @@ def read_pairs(
     icol = _pick(frame, item_col, ITEM_NAMES, {ucol}, path, "item")
     if ucol == icol:
         raise DataError(f"{path}: the user and the item column are the same column {ucol!r}")
-    rcol = _pick_optional(frame, rating_col, RATING_NAMES, 2, {ucol, icol}, path)
-    tcol = _pick_optional(frame, time_col, TIME_NAMES, 3, {ucol, icol, rcol}, path)
+    # a guessed header's unknown names say nothing: positions then, as without a header
+    rcol = _pick_optional(frame, rating_col, RATING_NAMES, 2, {ucol, icol}, path, positional=bool(detected))
+    tcol = _pick_optional(frame, time_col, TIME_NAMES, 3, {ucol, icol, rcol}, path, positional=bool(detected))
+    if detected:
+        _say_header(path, detected, ucol, icol, rcol, tcol)
     users = _ids(frame[ucol], path, where, "user")
     items = _ids(frame[icol], path, where, "item")
     ratings = _numeric(frame[rcol], path, where, "rating") if rcol is not None else None
@@ -241,15 +274,26 @@ def read_pairs(
 
 
 class _Where:
-    """Turns a data-row index into ``", line N"`` (text files) or ``", row N"`` (Parquet)."""
+    """Turns a data-row index into ``", line N"`` (text files) or ``", row N"`` (Parquet).
 
-    def __init__(self, line_numbers: np.ndarray | None):
+    ``first_row_hint``: what a bad value on the first data row adds to its error (a headerless
+    file whose first line may be a header that was not recognised)."""
+
+    def __init__(self, line_numbers: np.ndarray | None, first_row_hint: str = ""):
         self.line_numbers = line_numbers
+        self.first_row_hint = first_row_hint
 
     def __call__(self, row: int) -> str:
         if self.line_numbers is None:
             return f", row {int(row) + 1}"
         return f", line {int(self.line_numbers[row])}"
+
+    def hint(self, row: int) -> str:
+        return self.first_row_hint if int(row) == 0 else ""
+
+
+_HEADER_HINT = ("; if line 1 is a header, name the columns with --user-col/--item-col "
+                "(user_col=/item_col= in Python)")
 
 
 def _field_count(line: str, sep: str) -> int:
@@ -268,7 +312,10 @@ def _check_field_counts(path: Path, lines: list[str], numbers: np.ndarray, sep: 
                             f"(as on line {numbers[0]}), found {found}")
 
 
-def _read_delimited(path: Path, sep: str | None, header: bool | None) -> tuple[pd.DataFrame, _Where]:
+def _read_delimited(path: Path, sep: str | None, header: bool | None,
+                    ids: tuple[int, int] = (0, 1)) -> tuple[pd.DataFrame, _Where, str | None]:
+    """The rows as strings, where each came from, and why the first row was taken for a header
+    when that was a guess (rules 2 and 3 of :func:`read_pairs`), else None."""
     text = _open_text(path)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
@@ -277,8 +324,16 @@ def _read_delimited(path: Path, sep: str | None, header: bool | None) -> tuple[p
     numbers = np.flatnonzero([bool(line.strip()) for line in lines]) + 1
     first = lines[numbers[0] - 1]
     sep = sep or _sniff_sep(first)
+    detected = None
+    guess = header is None  # rule 3 needs the rows: decided after reading
     if header is None:
-        header = _looks_like_header(_split(first, sep))
+        fields = _split(first, sep)
+        if _looks_like_header(fields):
+            header, guess = True, False
+        elif _column_words(fields, ids):
+            header, guess, detected = True, False, "its user and item fields are column names"
+        elif len(fields) < 2 or any(ch.isdigit() for ch in first):
+            header, guess = False, False
     if '"' not in text:  # no quoting: every row must have as many fields as the first one
         _check_field_counts(path, lines, numbers, sep, text)
     try:
@@ -295,13 +350,85 @@ def _read_delimited(path: Path, sep: str | None, header: bool | None) -> tuple[p
         raise DataError(f"{path}{_pandas_line(e)}: malformed row ({_first_line(e)})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: no rows") from None
+    if guess:
+        column = _typed_below(frame)
+        if column is not None:
+            detected = (f"it has words where the rows below have numbers or dates ({frame.iat[0, column]!r} "
+                        f"in column {column + 1})")
+            frame = _promote_header(frame)
+            header = True
+    hint = "" if header else _HEADER_HINT
     if header:
         numbers = numbers[1:]
     else:
         frame.columns = list(range(frame.shape[1]))
     if len(numbers) != frame.shape[0]:  # quoted fields spanning lines: row numbers instead
-        return frame, _Where(None)
-    return frame, _Where(numbers)
+        return frame, _Where(None, hint), detected
+    return frame, _Where(numbers, hint), detected
+
+
+def _promote_header(frame: pd.DataFrame) -> pd.DataFrame:
+    """The first row as column names (repeated names numbered as pandas does: ``a``, ``a.1``)."""
+    names: list[str] = []
+    for value in frame.iloc[0].tolist():
+        name, n = str(value), 0
+        while name in names:
+            n += 1
+            name = f"{value}.{n}"
+        names.append(name)
+    out = frame.iloc[1:].reset_index(drop=True)
+    out.columns = names
+    return out
+
+
+def _parses(col: pd.Series) -> bool:
+    """Whether every value is a number or an ISO-8601 date/time."""
+    ok = pd.to_numeric(col, errors="coerce").notna().to_numpy()
+    if ok.all():
+        return True
+    rest = col[~ok]
+    if pd.isna(pd.to_datetime(rest.iloc[:1], errors="coerce", utc=True, format="ISO8601").iloc[0]):
+        return False  # (cheap: a column of string ids stops here)
+    return bool(pd.to_datetime(rest, errors="coerce", utc=True, format="ISO8601").notna().all())
+
+
+def _typed_below(frame: pd.DataFrame) -> int | None:
+    """Rule 3 of header detection: the first column that is a number or a date on every row
+    but the first, where the first row (which holds no digit) has a word (None if none, or if
+    there is no other row)."""
+    if frame.shape[0] < 2:
+        return None
+    for j in range(frame.shape[1]):
+        col = frame.iloc[:, j]
+        if re.search("[A-Za-z]", str(col.iat[0])) and _parses(col.iloc[1:]):
+            return j
+    return None
+
+
+def _column_words(fields: list[str], ids: tuple[int, int]) -> bool:
+    """Rule 2 of header detection: the user and the item field are both words that name columns."""
+    if len(fields) < 2 or max(ids) >= len(fields) or min(ids) < 0:
+        return False
+    return all(_is_column_word(fields[k]) for k in ids)
+
+
+_ID_WORD = re.compile(r"[a-z][a-z_]*?(_?id|_?ids|_key|_code)")
+_COLUMN_WORDS = frozenset(USER_NAMES + ITEM_NAMES + RATING_NAMES + TIME_NAMES + USER_WORDS + ITEM_WORDS)
+
+
+def _is_column_word(field: str) -> bool:
+    name = _norm(field)
+    return name in _COLUMN_WORDS or (len(name) > 4 and _ID_WORD.fullmatch(name) is not None)
+
+
+def _say_header(path: Path, why: str, ucol, icol, rcol, tcol) -> None:
+    """Warn that a first row was taken for a header, and which columns it gave."""
+    def name(col):
+        return "none" if col is None else repr(col)
+
+    log.warning("%s: line 1 read as a header, as %s; columns used: user ids %s, item ids %s, ratings %s, "
+                "timestamps %s (name them with --user-col/--item-col/--rating-col/--time-col, or user_col=... "
+                "in Python, to choose others)", path, why, name(ucol), name(icol), name(rcol), name(tcol))
 
 
 def table_from_frame(frame: Any, *, user_col: str = "user", item_col: str = "item",
@@ -371,16 +498,24 @@ def read_any_format(path: str | os.PathLike) -> str:
 
 
 def read_any(path: str | os.PathLike, **kwargs) -> PairTable:
-    """Read a file in whichever supported format its name and first line show."""
+    """Read a file in whichever supported format its name and first line show. Column settings
+    (``user_col``...) are refused, never ignored, for the formats that have no columns to name."""
     path = Path(path)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    columns = [k for k in ("user_col", "item_col", "rating_col", "time_col") if kwargs.get(k) is not None]
     if name.endswith(".inter"):
+        if columns:
+            raise DataError(f"{path}: {', '.join(columns)} given but a RecBole .inter file names its fields "
+                            "itself (user_id:token, item_id:token, rating, timestamp)")
         return read_recbole(path, **{k: v for k, v in kwargs.items() if k == "min_rating"})
     if name.endswith((".csv", ".tsv", ".parquet", ".dat")):
         return read_pairs(path, **kwargs)
     first = next((line for line in _lines(_open_text(path)) if line.strip()), "")
     if any(sep in first for sep in ("\t", "::", ",", ";", "|")):
         return read_pairs(path, **kwargs)
+    if columns:
+        raise DataError(f"{path}: {', '.join(columns)} given but the file is in the LightGCN format "
+                        "(user item item ...), which has no columns to name")
     if kwargs.get("min_rating") is not None:
         raise DataError(f"{path}: min_rating given but the file is in the LightGCN format "
                         "(user item item ...), which has no ratings")
@@ -516,7 +651,7 @@ def _pick(frame: pd.DataFrame, given, names, taken: set, path: Path, what: str):
     return free[0]
 
 
-def _pick_optional(frame, given, names, position, taken, path):
+def _pick_optional(frame, given, names, position, taken, path, positional=False):
     cols = list(frame.columns)
     if given == -1:
         return None
@@ -529,10 +664,15 @@ def _pick_optional(frame, given, names, position, taken, path):
     for c in cols:
         if isinstance(c, str) and _norm(c) in names and c not in taken:
             return c
-    if all(isinstance(c, int) for c in cols) and position < len(cols) and cols[position] not in taken:
+    if (positional or all(isinstance(c, int) for c in cols)) and position < len(cols) \
+            and cols[position] not in taken:
         col = frame[cols[position]]
-        # a column that is mostly numbers is the rating/time column; its bad values are errors
+        # a column that is mostly numbers (times: or ISO-8601 dates) is the rating/time column; its
+        # bad values are errors
         if pd.to_numeric(col, errors="coerce").notna().mean() >= 0.5:
+            return cols[position]
+        if names is TIME_NAMES and pd.to_datetime(col, errors="coerce", utc=True,
+                                                  format="ISO8601").notna().mean() >= 0.5:
             return cols[position]
     return None
 
@@ -552,7 +692,8 @@ def _numeric(col: pd.Series, path: Path, where: _Where, what: str) -> np.ndarray
     values = pd.to_numeric(col, errors="coerce")
     bad = np.flatnonzero(values.isna().to_numpy())
     if bad.size:
-        raise DataError(f"{path}{where(bad[0])}: {str(col.iloc[bad[0]])!r} is not a number ({what})")
+        raise DataError(f"{path}{where(bad[0])}: {str(col.iloc[bad[0]])!r} is not a number ({what})"
+                        f"{where.hint(bad[0])}")
     return values.to_numpy(dtype=np.float64)
 
 
@@ -572,8 +713,9 @@ def parse_times(col: pd.Series, path: Path | str = "", where: _Where | None = No
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if bad.size:
         at = where(bad[0]) if where is not None else ""
+        hint = where.hint(bad[0]) if where is not None else ""
         raise DataError(f"{path}{at}: {str(col.iloc[bad[0]])!r} is neither a number nor an ISO-8601 "
-                        "date/time (timestamp)")
+                        f"date/time (timestamp){hint}")
     return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
 
 
@@ -584,7 +726,8 @@ def _as_ids(col: pd.Series, arr: np.ndarray, path: Path, where: _Where, what: st
     ok = np.isfinite(values) & (values == np.floor(values))
     bad = np.flatnonzero(~ok)
     if bad.size:
-        raise DataError(f"{path}{where(bad[0])}: {str(arr[bad[0]])!r} is not an integer {what} id")
+        raise DataError(f"{path}{where(bad[0])}: {str(arr[bad[0]])!r} is not an integer {what} id"
+                        f"{where.hint(bad[0])}")
     neg = np.flatnonzero(values < 0)
     if neg.size:
         raise DataError(f"{path}{where(neg[0])}: negative {what} id {str(arr[neg[0]])}")
