@@ -134,3 +134,31 @@ def test_the_claims_figure_has_one_legend_naming_each_run_once_off_the_data(tmp_
     legend = fig.legends[0].get_window_extent(renderer)
     for ax in fig.axes:  # panels with their tick labels and titles
         assert not legend.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+
+
+def test_budget_curves_say_which_split_and_name_each_run_once_below_the_panels(tmp_path, monkeypatch):
+    from ssmrec.experiments import budget
+
+    def rec(grid, cell, protocol):
+        hist = [{"epoch": 5 * (k + 1), "recall@20": 0.1 + 0.01 * k} for k in range(4)]
+        return Record(tmp_path / grid / f"{cell}.json", {
+            "cell": cell, "settings": {"dataset": "gowalla", "model": "lightgcn", "loss": "bpr", "protocol": protocol},
+            "metrics": {"metric": "recall@20", "stop_reason": "time_budget", "protocol": protocol}, "history": hist})
+
+    runs = [rec("table3", "gowalla-lightgcn-L1-bpr-s0-aaaa0001", "paper"),
+            rec("holdout", "gowalla-lightgcn-L1-bpr-s0-aaaa0002", "holdout"),
+            rec("other", "gowalla-lightgcn-L1-bpr-s0-aaaa0003", "paper")]
+    made, close = [], plt.close
+    monkeypatch.setattr(plt, "close", made.append)  # keep the figure to read it
+    assert budget.plot_curves(runs, tmp_path / "c.png").exists()
+    (fig,) = made
+    (ax,) = fig.axes
+    assert "test" in ax.get_ylabel() and "validation" in ax.get_ylabel(), ax.get_ylabel()
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(set(names)) == 3, names
+    assert "gowalla-lightgcn-L1-bpr-s0 (validation)" in names and "gowalla-lightgcn-L1-bpr-s0 [table3]" in names
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer))  # not over the curves
+    assert not legend.overlaps(ax.xaxis.get_tightbbox(renderer))  # nor over the ticks and the x label
+    close(fig)

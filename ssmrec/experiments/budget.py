@@ -72,8 +72,23 @@ def cost_lines(used: list[Record], every: list[Record]) -> list[str]:
     return lines
 
 
+def _curve_labels(runs: list[Record]) -> list[str]:
+    """The runs' legend entries: each cell without its hash, the split its curve was measured
+    on where that is validation (holdout), and its grid where two entries would read alike."""
+    labels = []
+    for r in runs:
+        label, protocol = r.data["cell"].rsplit("-", 1)[0], r.s.get("protocol", r.m.get("protocol"))
+        if protocol != "paper":
+            label += " (validation)" if protocol == "holdout" else f" ({protocol or 'protocol unknown'})"
+        labels.append(label)
+    twice = {label for label in labels if labels.count(label) > 1}
+    return [f"{label} [{r.path.parent.name}]" if label in twice else label for r, label in zip(runs, labels)]
+
+
 def plot_curves(used: list[Record], path: Path) -> Path | None:
-    """The budget-stopped runs' selection-metric curves, one panel per dataset."""
+    """The budget-stopped runs' selection-metric curves, one panel per dataset, one legend entry
+    per run below the panels (none over the curves). A curve is the metric the run selected its
+    epoch on: test under the paper protocol, validation under holdout (said in its entry)."""
     stopped = {id(r): r for r in used if r.m.get("stop_reason") in BUDGET_STOPS}
     if not stopped:
         return None
@@ -82,19 +97,27 @@ def plot_curves(used: list[Record], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({r.s.get("dataset") for r in stopped.values()})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), squeeze=False)
+    runs = sorted(stopped.values(), key=lambda r: r.data["cell"])
+    labels = dict(zip(map(id, runs), _curve_labels(runs)))
+    datasets = sorted({r.s.get("dataset") for r in runs})
+    metric = "/".join(sorted({r.m["metric"] for r in runs})).replace("recall@", "Recall@")
+    splits = {r.s.get("protocol", r.m.get("protocol")) for r in runs}
+    split = {frozenset({"paper"}): "test (test-selected)",
+             frozenset({"holdout"}): "validation"}.get(frozenset(splits), "test, or validation where marked")
+    rows = max(sum(r.s.get("dataset") == ds for r in runs) for ds in datasets)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8 + 0.16 * -(-rows // 2)),
+                             squeeze=False, layout="constrained")
     for ax, ds in zip(axes[0], datasets):
-        for r in sorted(stopped.values(), key=lambda r: r.data["cell"]):
+        for r in runs:
             if r.s.get("dataset") != ds:
                 continue
             epochs, values = curve(r)
-            ax.plot(epochs, values, label=r.data["cell"].rsplit("-", 1)[0], lw=1.2)
+            ax.plot(epochs, values, label=labels[id(r)], lw=1.2,
+                    ls="--" if r.s.get("protocol", r.m.get("protocol")) == "holdout" else "-")
         ax.set_title(f"{ds}: runs stopped by their budget")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("Recall@20 (selection)")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
+        ax.set_ylabel(f"{metric} on {split}")
+        ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
