@@ -73,7 +73,7 @@ def curves_figure(run_dir: str | Path):
     protocol = record.get("config", {}).get("protocol") or metrics.get("protocol")
     split, where = EVALUATED_ON.get(protocol, ("evaluation", "evaluation set"))
     keys = sorted({k for h in history for k in h if "@" in k})
-    fig, (ax_loss, ax_m) = plt.subplots(1, 2, figsize=(11.5, 3.8))
+    fig, (ax_loss, ax_m) = plt.subplots(1, 2, figsize=(11.5, 3.8), sharex=True)  # one epoch axis
     ax_loss.plot([h["epoch"] for h in history], [h["loss"] for h in history], color="tab:gray")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
     for k in keys:
