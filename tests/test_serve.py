@@ -159,7 +159,10 @@ def test_ssmrec_serve_command(run, monkeypatch, capsys):
     assert h["index"] == "ivf" and h["knobs"]["nprobe"] == 4
     assert main(["serve", str(run), "--nprobe", "4"]) == 2
     assert "unknown knob(s) nprobe for the exact index" in capsys.readouterr().err
-    assert main(["serve", str(run / "nowhere")]) == 2
+    assert main(["serve", str(run / "nowhere")]) == 2  # no such folder
+    assert "nowhere" in capsys.readouterr().err
+    (run / "empty").mkdir(exist_ok=True)
+    assert main(["serve", str(run / "empty")]) == 2  # a folder, but not an export
     assert "not an export" in capsys.readouterr().err
     assert json.loads((run / "export" / "manifest.json").read_text())["model"] == "mf"
 
