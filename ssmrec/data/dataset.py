@@ -254,6 +254,12 @@ def _load_single(path: Path, cfg: DataConfig, protocol: str = "paper") -> Datase
     if kwargs and read_any_format(path) != "pairs":
         raise DataError(f"{path}: column settings apply to delimited or Parquet files, not to this format")
     table = read_any(path, **kwargs)
+    return _single_table(path.name.split(".")[0], table, path, cfg, protocol, source=str(path))
+
+
+def _single_table(name: str, table: PairTable, path: Path, cfg: DataConfig, protocol: str, source: str) -> Dataset:
+    """One table of interactions (a file, or a frame given to ``Recommender.fit``) filtered and
+    split by the settings: ``min_rating``, explicit feedback, ``kcore``, then the split."""
     if cfg.min_rating is not None:
         before = _sizes(table)
         table = filter_rating(table, cfg.min_rating, path)
@@ -266,7 +272,7 @@ def _load_single(path: Path, cfg: DataConfig, protocol: str = "paper") -> Datase
             raise DataError(f"{path}: nothing survives {cfg.kcore}-core filtering")
         _summary(f"{cfg.kcore}-core", before, _sizes(table))
     encoded = encode({"all": table} if disliked is None else {"all": table, "dislikes": disliked})
-    return _split_dataset(path.name.split(".")[0], table, disliked, encoded, path, cfg, protocol, source=str(path))
+    return _split_dataset(name, table, disliked, encoded, path, cfg, protocol, source=source)
 
 
 def _split_dataset(name: str, table: PairTable, disliked: PairTable | None, encoded: dict[str, Interactions],
@@ -347,19 +353,18 @@ def cutoff_seconds(text: str) -> float:
 
 
 def from_tables(name: str, tables: dict[str, PairTable], cfg: DataConfig, protocol: str = "paper") -> Dataset:
-    """A dataset from in-memory tables: ``{"train", "test"[, "valid"]}`` used as given, or
-    ``{"all"}`` split by ``cfg.ratios`` (``cfg.temporal``: by timestamp; ``positive_min`` /
-    ``negative_max``: positives and dislikes from its ratings)."""
+    """A dataset from in-memory tables: ``{"train", "test"[, "valid"]}`` used as given (like a
+    folder of files), or ``{"all"}`` filtered and split exactly as a single file is
+    (``cfg.min_rating``, ``positive_min`` / ``negative_max``, ``cfg.kcore``, then ``cfg.ratios``
+    or ``cfg.temporal`` / ``cfg.time_cutoff``), so that the same rows written to a file and
+    loaded with :func:`load_dataset` give the same dataset."""
     if "all" not in tables:
         if cfg.explicit_feedback:
             raise DataError(f"{name}: positive_min / negative_max split one table into positives and dislikes; "
                             "pass the interactions as one frame (fit(df)) rather than train and test frames")
         inter = encode(tables)
         return prepare(Dataset(name, inter["train"], inter["test"], inter.get("valid"), source=name), cfg, protocol)
-    table, disliked = _explicit_feedback(tables["all"], cfg, Path(name))
-    encoded = encode({"all": table} if disliked is None else {"all": table, "dislikes": disliked})
-    return prepare(_split_dataset(name, table, disliked, encoded, Path(name), cfg, protocol, source=name), cfg,
-                   protocol)
+    return prepare(_single_table(name, tables["all"], Path(name), cfg, protocol, source=name), cfg, protocol)
 
 
 def _aligned(table: PairTable, inter: Interactions, values: np.ndarray) -> np.ndarray:

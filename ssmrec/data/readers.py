@@ -459,6 +459,26 @@ def table_from_frame(frame: Any, *, user_col: str = "user", item_col: str = "ite
     return PairTable(users, items, name, False, ratings, stamps)
 
 
+def write_pairs(table: PairTable, path: str | os.PathLike) -> dict[str, str | None]:
+    """Write a table as a csv file (gzipped when the name ends in ``.gz``) that :func:`read_pairs`
+    reads back to the same rows, in the same order: a header ``user_id,item_id[,rating]
+    [,timestamp]``, ids as they are, numbers to full precision. Returns the column settings that
+    read it (``user_col``... as ``DataConfig`` takes them; None for an absent column)."""
+    path = Path(path)
+    cols: dict[str, Any] = {"user_id": table.users, "item_id": table.items}
+    if table.ratings is not None:
+        cols["rating"] = table.ratings
+    if table.timestamps is not None:
+        cols["timestamp"] = table.timestamps
+    tmp = path.with_name(path.name + ".tmp")
+    compression = {"method": "gzip", "compresslevel": 6, "mtime": 0} if path.suffix == ".gz" else None
+    pd.DataFrame(cols).to_csv(tmp, index=False, compression=compression, float_format=None)
+    tmp.replace(path)
+    return {"user_col": "user_id", "item_col": "item_id",
+            "rating_col": "rating" if table.ratings is not None else None,
+            "time_col": "timestamp" if table.timestamps is not None else None}
+
+
 def read_recbole(path: str | os.PathLike, *, user_field: str = "user_id", item_field: str = "item_id",
                  min_rating: float | None = None) -> PairTable:
     """Read a RecBole atomic ``.inter`` file (tab separated, header ``user_id:token ...``)."""

@@ -17,6 +17,7 @@ from ssmrec.train.config import ConfigError, TrainConfig, save_json
 
 CONFIG, HISTORY, METRICS, BEST, LAST = "config.json", "history.jsonl", "metrics.json", "best.pt", "last.pt"
 EXPORT = "export"
+CARRIED = "data"  # the data a run carries (Recommender.fit on frames); config.json's dataset names it
 RUN_FILES = (CONFIG, HISTORY, METRICS, BEST, LAST, EXPORT)
 
 
@@ -127,6 +128,9 @@ class RunDir:
         where = self.record().get("data", {}).get("location") or {}
         if where.get("dataset") and not Path(cfg.dataset).expanduser().exists() and Path(where["dataset"]).exists():
             return dataclasses.replace(cfg, dataset=where["dataset"])
+        carried = self.path / CARRIED / Path(cfg.dataset).name  # data carried in a run moved since
+        if Path(cfg.dataset).parent.name == CARRIED and not Path(cfg.dataset).exists() and carried.exists():
+            return dataclasses.replace(cfg, dataset=str(carried))
         if where.get("data_dir") and cfg.data_dir is None and Path(where["data_dir"]).is_dir():
             return dataclasses.replace(cfg, data_dir=where["data_dir"])
         return cfg
