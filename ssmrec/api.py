@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ssmrec.errors import ConfigError
 from ssmrec.serve.export import Export, _top, load_export
 
 API_DEFAULTS = {"protocol": "holdout", "progress": False}
@@ -47,32 +48,66 @@ class Recommender:
         self._export: Export | None = None
 
     # ------------------------------------------------------------------ training
-    def fit(self, data: Any, *, test: Any = None, valid: Any = None, user_col: str = "user",
-            item_col: str = "item", rating_col: str | None = None, time_col: str | None = None,
-            min_rating: float | None = None, run_dir: str | Path | None = None,
-            callbacks: list[Any] | None = None, verbose: bool = False) -> Recommender:
+    def fit(self, data: Any, *, test: Any = None, valid: Any = None, user_col: str | int | None = None,
+            item_col: str | int | None = None, rating_col: str | int | None = None,
+            time_col: str | int | None = None, min_rating: float | None = None,
+            run_dir: str | Path | None = None, callbacks: list[Any] | None = None,
+            verbose: bool = False) -> Recommender:
         """Train. ``data``: a DataFrame / polars frame / pyarrow Table with the named columns
         (split by the ``ratios`` setting, or used as training data when ``test`` is given), or a
         dataset as ``ssmrec train --dataset`` takes it (registry name, folder, file).
-        ``run_dir``: also write a run directory there (checkpoints, history, resumable).
+
+        ``user_col``, ``item_col``, ``rating_col``, ``time_col``, ``min_rating``: as the settings
+        of the same names, for frames and files alike; given here or to the constructor (a value
+        given in both places that differs is refused). Default: ``"user"`` / ``"item"`` columns of a
+        frame, detected in a file. ``test`` / ``valid``: frames only.
+
+        ``run_dir``: also write a run directory there (checkpoints, history, export). A run
+        trained from frames carries them (``data/`` in the run directory, a csv file its
+        ``config.json`` names with its fingerprint), so that ``ssmrec train --resume``,
+        ``ssmrec evaluate``, ``ssmrec recommend``... work on it as on any run.
         ``callbacks``: see :mod:`ssmrec.train.loggers`."""
         from ssmrec.data.dataset import from_tables, load_dataset
         from ssmrec.data.readers import table_from_frame
         from ssmrec.train.trainer import Trainer
 
         cfg = self.cfg
+        given = _settings_given(cfg, dict(user_col=user_col, item_col=item_col, rating_col=rating_col,
+                                          time_col=time_col, min_rating=min_rating))
+        carried: Path | None = None
         if isinstance(data, (str, Path)):
-            cfg = cfg.replace({"dataset": str(data)}, source="fit")
+            if test is not None or valid is not None:
+                raise ConfigError("fit: test= and valid= take frames; with a file or dataset name, pass a folder "
+                                  "holding train/test (and valid) files instead")
+            cfg = cfg.replace({"dataset": str(data), **given}, source="fit")
             dataset = load_dataset(cfg.data_config(), cfg.protocol)
         else:
-            cols = dict(user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col,
-                        min_rating=min_rating)
+            cols = dict(user_col=given["user_col"] or "user", item_col=given["item_col"] or "item",
+                        rating_col=given["rating_col"], time_col=given["time_col"])
             parts = {"all": data} if test is None else {"train": data, "test": test, "valid": valid}
-            tables = {k: table_from_frame(v, name=f"{k} frame", **cols) for k, v in parts.items() if v is not None}
-            cfg = cfg.replace({"dataset": "frame"}, source="fit")
-            dataset = from_tables("frame", tables, cfg.data_config(), cfg.protocol)
-        trainer = Trainer(cfg, dataset, run_dir=run_dir, write=run_dir is not None,
-                          echo=print if verbose else None, callbacks=callbacks)
+            if given["min_rating"] is not None and not cols["rating_col"]:
+                raise ConfigError(f"fit: min_rating={given['min_rating']:g} needs rating_col")
+            # one frame is filtered by min_rating as a file is (from the settings); frames given as
+            # train and test are each filtered here, like the files of a folder
+            row_filter = None if "all" in parts else given["min_rating"]
+            tables = {k: table_from_frame(v, name=f"{k} frame", min_rating=row_filter, **cols)
+                      for k, v in parts.items() if v is not None}
+            cfg = cfg.replace({"dataset": "frame", **{k: _text(v) for k, v in cols.items()},
+                               "min_rating": given["min_rating"]}, source="fit")
+            if run_dir is None:
+                dataset = from_tables("frame", tables, cfg.data_config(), cfg.protocol)
+            else:
+                existed = Path(run_dir).exists()
+                carried, cfg = _carry(tables, Path(run_dir), cfg)
+        try:
+            if carried is not None:
+                dataset = load_dataset(cfg.data_config(), cfg.protocol)  # the data as a resume loads it
+            trainer = Trainer(cfg, dataset, run_dir=run_dir, write=run_dir is not None,
+                              echo=print if verbose else None, callbacks=callbacks)
+        except BaseException:
+            if carried is not None:  # the run did not start: leave no data behind
+                _uncarry(carried, Path(run_dir), existed)
+            raise
         self.result = trainer.fit()
         self.history = trainer.history
         self.cfg = cfg
@@ -169,15 +204,24 @@ class Recommender:
         """How scores are computed: ``ip`` (inner product) or ``cos``."""
         return self._fitted().similarity
 
-    def recommend(self, users: Any, k: int = 10, *, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, users: Any, k: int = 10, *, exclude_seen: bool = True) -> tuple[Any, Any]:
         """Top ``k`` items for one user id (1-d arrays) or a list of ids (2-d): original item ids
-        and scores, best first; seen items (the training items) excluded unless told."""
+        and scores, best first; seen items (the training items) excluded unless told.
+
+        A user with fewer than ``k`` unseen items gets them all: a shorter list, as from
+        ``ssmrec recommend`` and the server, never padded. Then, for a list of ids, the answer is
+        a list of 1-d arrays per user (rows of different lengths), not 2-d arrays."""
         ex = self._fitted()
         single = np.ndim(users) == 0
         rows = [ex.user_index(u) for u in ([users] if single else list(users))]
         top, scores = ex.recommend(np.array(rows, dtype=np.int64), min(k, ex.n_items), exclude_seen=exclude_seen)
-        ids = ex.item_ids[np.maximum(top, 0)]
-        return (ids[0], scores[0]) if single else (ids, scores)
+        found = top >= 0  # the export marks the places it has no item for with -1
+        if found.all():
+            ids = ex.item_ids[top]
+            return (ids[0], scores[0]) if single else (ids, scores)
+        ids = [ex.item_ids[t[f]] for t, f in zip(top, found)]
+        vals = [s[f] for s, f in zip(scores, found)]
+        return (ids[0], vals[0]) if single else (ids, vals)
 
     def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to each given item id (itself left out), by the model's
@@ -203,3 +247,59 @@ class Recommender:
         m = self._export.manifest
         return (f"Recommender({m['model']} + {m['loss']}, {m['n_users']} users x {m['n_items']} items, "
                 f"dim {m['dim']}, scored by {m['similarity']})")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _settings_given(cfg: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """Data settings given to ``fit``, merged with the constructor's: either place, never both
+    with different values (refused), never ignored."""
+    out = {}
+    for name, value in given.items():
+        mine = getattr(cfg, name)
+        if value is None:
+            out[name] = mine
+            continue
+        if mine is not None and (float(value) != float(mine) if name == "min_rating" else str(value) != mine):
+            raise ConfigError(f"fit: {name}={value!r} differs from Recommender({name}={mine!r}); give it in "
+                              "one place")
+        out[name] = value if name == "min_rating" else str(value)
+    return out
+
+
+def _carry(tables: dict[str, Any], run: Path, cfg: Any) -> tuple[Path, Any]:
+    """Write the frames into the run directory (``data/frame.csv.gz``, or ``data/frame/`` with
+    ``train``/``test``/``valid`` files) and point the settings at them: the run then names its
+    data like any run trained from a file."""
+    from ssmrec.data.readers import write_pairs
+    from ssmrec.train.run import CARRIED, check_new_run_dir
+
+    check_new_run_dir(run)  # before writing anything into it
+    folder = run / CARRIED
+    folder.mkdir(parents=True, exist_ok=True)
+    if set(tables) == {"all"}:
+        target = folder / "frame.csv.gz"
+        cols = write_pairs(tables["all"], target)
+    else:
+        target = folder / "frame"
+        target.mkdir(exist_ok=True)
+        for role, table in tables.items():
+            cols = write_pairs(table, target / f"{role}.csv.gz")
+    return target, cfg.replace({"dataset": str(target.resolve()), **cols}, source="fit")
+
+
+def _uncarry(target: Path, run: Path, existed: bool) -> None:
+    """Remove the frames written for a run that did not start (no config.json), and the run
+    directory if :func:`_carry` made it and nothing else is in it."""
+    from ssmrec.train.run import CARRIED, CONFIG
+
+    if (run / CONFIG).exists():
+        return
+    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    for folder in (run / CARRIED, *([] if existed else [run])):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            break
