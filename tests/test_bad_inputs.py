@@ -3,6 +3,8 @@ nothing on disk changes: no run directory, no record, no output file."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ TRAIN = ["train", "--dataset", "{data}", "--model", "mf", "--dim", "8", "--epoch
 GOOD_GRID = ('name = "ok"\n[base]\ndataset = "{data}"\nmodel = "mf"\ndim = 8\nepochs = 1\nprogress = false\n'
              '[[cell]]\nloss = "ssm"\n')
 EXP = ["--records", "{tmp}/records", "--runs", "{tmp}/runs"]
+TRAIN_FILE = ["train", *TRAIN[3:]]  # TRAIN without its --dataset
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +120,20 @@ CASES = [
     ("recommend-out-json", ["recommend", "{run}", "--all", "--out", "{tmp}/top.json"], {}, "unknown format '.json'"),
     ("recommend-unknown-user", ["recommend", "{run}", "--user", "nobody"], {}, "unknown user id 'nobody'"),
     ("plot-not-a-run", ["plot", "{tmp}"], {}, "no history.jsonl"),
+    # headers and columns (issue 19): a first row that is not data but not recognisably a header is
+    # refused naming the line and the flags, never trained on; columns named are used or refused
+    ("train-first-row-not-a-number", [*TRAIN_FILE, "--dataset", "{tmp}/p.csv"], {"p.csv": "u1,i1,five\nu2,i2,4\n"},
+     "p.csv, line 1: 'five' is not a number (rating); if line 1 is a header, name the columns with "
+     "--user-col/--item-col"),
+    ("train-first-time-not-a-date", [*TRAIN_FILE, "--dataset", "{tmp}/p.csv"],
+     {"p.csv": "u1,i1,4,sometime\nu2,i2,4,2021-01-01\n"}, "line 1: 'sometime' is neither a number nor an ISO-8601 "
+     "date/time (timestamp); if line 1 is a header, name the columns with --user-col/--item-col"),
+    ("train-user-col-unknown", [*TRAIN_FILE, "--dataset", "{tmp}/p.csv", "--user-col", "buyer"],
+     {"p.csv": "customer,product\nc1,p1\n"}, "no user column 'buyer'; columns are ['customer', 'product']"),
+    ("train-columns-the-same", [*TRAIN_FILE, "--dataset", "{tmp}/p.csv", "--user-col", "customer", "--item-col",
+                                "customer"], {"p.csv": "customer,product\nc1,p1\n"}, "the same column 'customer'"),
+    ("train-column-on-lightgcn-folder", [*TRAIN, "--user-col", "0"], {},
+     "user_col given but the file is in the LightGCN format"),
     # records
     ("rerun-missing", ["rerun", "{tmp}/missing.json", "--out", "{out}"], {}, "missing.json: no such file"),
     ("rerun-not-json", ["rerun", "{tmp}/r.json", "--out", "{out}"], {"r.json": "[1, 2"}, "not a result record"),
@@ -146,7 +163,41 @@ def test_refused_with_one_line_and_nothing_written(world, tmp_path, monkeypatch,
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_header_is_said_and_never_trained_through_the_real_command(tmp_path):
+    """Issue 19, item 1: `customer,product` over integer ids trained a user 'customer'; the real
+    command (a fresh process) now reads it as a header, says so, and knows no such user."""
+    rows = [f"{u},{i}" for u in range(30) for i in range(u % 20, u % 20 + 8)]
+    data = tmp_path / "shop.csv"
+    data.write_text("customer,product\n" + "\n".join(rows) + "\n")
+    exe = Path(sys.executable).with_name("ssmrec")
+    cmd = [str(exe) if exe.exists() else "ssmrec"]
+    run = tmp_path / "run"
+    out = subprocess.run([*cmd, "train", "--dataset", str(data), "--model", "mf", "--dim", "8", "--epochs", "1",
+                          "--no-progress", "--ks", "5", "--out", str(run)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if "read as a header" in line]
+    assert len(said) == 1 and "user ids 'customer', item ids 'product'" in said[0], out.stderr
+    out = subprocess.run([*cmd, "recommend", str(run), "--user", "customer"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "unknown user id 'customer'" in out.stderr, out.stderr
+
+
 # ---------------------------------------------------------------- the Python API
+
+
+def test_fit_column_arguments_are_used_or_refused(tmp_path):
+    """Issue 19, item 5: fit(path, user_col=...) used to ignore its columns."""
+    import ssmrec
+
+    data = tmp_path / "p.csv"
+    data.write_text("customer,product\nc1,p1\n")
+    with pytest.raises(ValueError, match="no user column 'buyer'"):
+        ssmrec.Recommender(epochs=1).fit(data, user_col="buyer")
+    with pytest.raises(ConfigError, match=r"fit: item_col='sku' differs from Recommender\(item_col='product'\)"):
+        ssmrec.Recommender(item_col="product").fit(data, item_col="sku")
+    with pytest.raises(ConfigError, match="test= and valid= take frames"):
+        ssmrec.Recommender().fit(data, test=data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv"]  # nothing written
 
 
 def test_direct_construction_is_validated():
