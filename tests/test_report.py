@@ -57,7 +57,7 @@ def test_table3_cells_ri_and_gaps(tmp_path):
     assert "+24.7%" in ri and "Wilcoxon" in ri
     assert (tmp_path / "out" / "table3.csv").exists()
     # every used record is in the index with its machine and commit
-    assert "[bpr-s0](" in text and "test cpu" in text
+    assert "[table3/bpr-s0](" in text and "test cpu" in text
     # the summary compares the arms the way the paper's table does, and flags the budget stop
     short = next(line for line in text.splitlines() if line.startswith("- **SSM vs BPR on gowalla**"))
     assert "LightGCN (1 layer): SSM > BPR by +24.7% [" in short and "(significant at 0.05)" in short

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ssmrec.experiments.budget import curve
-from ssmrec.experiments.records import Record, _score
+from ssmrec.experiments.records import Record, _score, rank, seconds_by_machine, settings_id
 from ssmrec.experiments.stats import paired_over_seeds, summary
 
 LOSS_ORDER = ("bpr", "ssm", "bsl", "adaptau", "psl", "slk", "ssm+logq", "clogq", "ssm+mixed")
@@ -41,26 +41,57 @@ PUBLISHED = {  # (dataset, model, arm) -> (recall@20, ndcg@20, source) on the sa
     ("gowalla", "mf", "bpr"): (0.1558, 0.1254, "SSM study, Table 3"),
     ("yelp2018", "mf", "bpr"): (0.0562, 0.0454, "SSM study, Table 3"),
 }
+PUBLISHED_SETTINGS = {  # (dataset, model, arm) -> the published run's settings, in our settings' names
+    # (``dropout``: message dropout; ours has none), and what else its command line sets
+    ("gowalla", "lightgcn", "bsl"): ({"layers": 1, "batch_size": 2048, "lr": 1e-3, "reg": 1e-5, "tau": 0.12,
+                                      "dropout": 0.0}, "τ₂ 0.84"),
+    ("yelp2018", "lightgcn", "bsl"): ({"layers": 3, "batch_size": 1024, "lr": 1e-3, "reg": 1e-5, "tau": 0.15,
+                                       "dropout": 0.0}, "τ₂ 1.12"),
+    ("gowalla", "mf", "bsl"): ({"negatives": 800, "batch_size": 1024, "lr": 1e-4, "reg": 1e-9, "tau": 0.08},
+                               "τ₂ 1.22, pooled positives"),
+    ("gowalla", "lightgcn", "adaptau"): ({"layers": 3, "batch_size": 2048, "lr": 1e-3, "reg": 1e-5, "dropout": 0.0},
+                                         "β 0.6"),
+    ("yelp2018", "lightgcn", "adaptau"): ({"layers": 3, "batch_size": 2048, "lr": 1e-3, "reg": 0.1, "dropout": 0.1},
+                                          "β 1.5"),
+}
+"""How each published comparator was run, read from its authors' repositories (see :data:`SETUPS`)."""
+STUDY_SETTINGS = ({"batch_size": 2048, "lr": 1e-3}, "L2 and layers searched (values per cell not in our copy)")
+"""The SSM study's own numbers: its shared training settings (PAPER.md)."""
+_SETTING_LABEL = {"layers": "{} layers", "batch_size": "batch {}", "lr": "lr {}", "reg": "L2 {}", "tau": "τ {}",
+                  "negatives": "{} negatives per positive", "dropout": "message dropout {}"}
 SETUPS = [  # how the published numbers were obtained, read from the authors' repositories
+    "None of the published numbers is like-for-like with our arms: each was run with its authors' code and "
+    "settings, shown beside it in the tables above (*published setting*, with where it differs from our chosen "
+    "configuration's record); where a setting differs, a gap is not the loss's alone.",
     "BSL, MF: 800 uniform negatives *per positive* (not in-batch), batch 1024, lr 1e-4, L2 1e-9, τ 0.08, τ₂ 1.22 with "
     "pooled positives (`mode multi`) on Gowalla (junkangwu/BSL README: `MF_Frame_pos.sh 1e-4 1e-9 800 1024 0.08 1.22 0 "
     "multi gowalla drop`). Our MF arms use in-batch negatives, as the SSM study does: the study's own MF + SSM is "
     "0.1231, so a large gap to 0.1882 is the negatives, not the loss.",
-    "BSL, LightGCN on Gowalla: 1 layer, in-batch negatives, batch 2048, τ 0.12, τ₂ 0.84 (their log "
-    "`gowalla_..._LGN_frame_t1_0.12_t2_0.84_..._HOPS_1_2048_...no_sample`): the setting of our LightGCN arms.",
-    "The two published setups that differ from our arms (Adap-τ's 3 layers, BSL-MF's 800 negatives per positive) "
-    "are run as their own rows (*in other setups*), never mixed into an arm.",
-    "Adap-τ, LightGCN on Gowalla: **3 layers**, in-batch, batch 2048, lr 1e-3, L2 1e-5, β 0.6 (junkangwu/Adap_tau "
-    "README: `Adap_tau_novel.sh gowalla 1e-3 1e-5 3 1024 2048 nopdrop 0.8 0.6 no_sample ... lgn weight_mean`); our "
-    "LightGCN arms have 1 layer. Adap-τ, MF on Gowalla: uniform negatives, lr 1e-4, L2 1e-9, centre at the 0.9 "
-    "quantile, β 0.25.",
+    "BSL, LightGCN on Gowalla: 1 layer, in-batch negatives, batch 2048, lr 1e-3, L2 1e-5, τ 0.12, τ₂ 0.84, no "
+    "dropout, early-stopping patience 50 (their log `gowalla_..._LGN_frame_t1_0.12_t2_0.84_..._HOPS_1_2048_500_lr_1e-3_"
+    "l2_1e-5_NODROP_..._P_50_no_sample_G_no_cosine`): the closest to our Gowalla LightGCN arms, which search τ₂ over "
+    "other values and stop after 5 evaluations without improvement.",
+    "BSL, LightGCN on Yelp2018: **3 layers**, in-batch, **batch 1024**, lr 1e-3, L2 1e-5, **τ 0.15**, τ₂ 1.12, no "
+    "dropout (junkangwu/BSL README: `lgn_Frame_pos.sh 1e-3 1e-5 1024 1024 0.15 1.12 0 reweight nodrop Pos_DROLoss "
+    "yelp2018 3 50 no_cosine no_sample`); our Yelp2018 LightGCN arms: 1 layer, batch 2048, τ 0.14.",
+    "Adap-τ, LightGCN on Gowalla: **3 layers**, in-batch, batch 2048, lr 1e-3, L2 1e-5, no dropout, β 0.6 "
+    "(junkangwu/Adap_tau README: `Adap_tau_novel.sh gowalla 1e-3 1e-5 3 1024 2048 nopdrop 0.8 0.6 no_sample ... lgn "
+    "weight_mean`); our LightGCN arms have 1 layer. Adap-τ, MF on Gowalla: uniform negatives, lr 1e-4, L2 1e-9, "
+    "centre at the 0.9 quantile, β 0.25.",
+    "Adap-τ, LightGCN on Yelp2018: **3 layers**, in-batch, batch 2048, lr 1e-3, **L2 0.1**, **message dropout 0.1**, "
+    "β 1.5 (junkangwu/Adap_tau README: `Adap_tau_novel.sh yelp2018 1e-3 1e-1 3 1024 2048 drop 1.0 1.5 no_sample 0 100 "
+    "nocosine lgn weight_mean`); our arms: 1 layer, L2 1e-5, no dropout.",
+    "Two published Gowalla setups (Adap-τ's 3 layers, BSL-MF's 800 negatives per positive) are run as their own rows "
+    "(*in other setups*), never mixed into an arm; the Yelp2018 ones (3 layers) are not in the grid.",
     "SimpleX (Mao et al., CIKM 2021): its own model (ID embeddings plus an aggregation of the user's history) "
     "trained with CCL on uniformly sampled negatives per positive: a reference row, not one of our arms.",
 ]
 SIMPLEX = {"gowalla": (0.1872, 0.1557), "yelp2018": (0.0701, 0.0575)}
 """SimpleX (CCL, CIKM 2021) on the same splits: a published reference row, not one of our arms."""
-TARGETS = {"gowalla": 0.1901, "yelp2018": 0.0744}
-"""The best published loss-based LightGCN Recall@20 on these splits (Adap-τ, resp. BSL)."""
+TARGETS = {ds: max(v[0] for k, v in PUBLISHED.items() if k[0] == ds and k[1] == "lightgcn")
+           for ds in ("gowalla", "yelp2018")}
+"""The best published loss-based LightGCN Recall@20 on these splits (Adap-τ 0.1901, resp. BSL 0.0744),
+each under its authors' settings (:data:`PUBLISHED_SETTINGS`), not ours."""
 SEED_FREE = {"seed", "out"}
 
 
@@ -152,22 +183,26 @@ def _show(v: Any) -> str:
 
 def grid_records(records: list[Record], grid_path: str | Path, experiment: str) -> list[Record]:
     """The records of a grid's cells: a cell shares its record with an identical cell of another grid
-    (same settings, same id hash), so they are found by hash, the longest run of a cell where there
-    are several (one continued with ``--extend``); without the grid file, by experiment name."""
+    (same settings, same id hash), so they are found by hash, the first by
+    :func:`~ssmrec.experiments.records.rank` of a cell where there are several (one continued with
+    ``--extend``). A configuration of the grid recorded at more seeds than the grid lists (Table 3's
+    five seeds of a cell the leaderboard runs at three) takes them all, so that one configuration
+    shows one value wherever it appears. Without the grid file, by experiment name."""
     path = Path(grid_path)
     if not path.exists():
         return [r for r in records if r.data.get("experiment") == experiment]
     from ssmrec.experiments.grid import load_grid
 
-    digests = {cell.digest for cell in load_grid(path).cells}
+    cells = load_grid(path).cells
+    digests = {cell.digest for cell in cells}
+    configs = {settings_id(cell.key, ("seed",)) for cell in cells}
     chosen: dict[str, Record] = {}
     for r in records:
         digest = str(r.data.get("cell", "")).rsplit("-", 1)[-1]
-        if digest not in digests:
+        if digest not in digests and settings_id(r.s, ("seed",)) not in configs:
             continue
-        rank = (r.m.get("epochs_run", 0), r.data.get("experiment") == experiment)
         old = chosen.get(digest)
-        if old is None or rank > (old.m.get("epochs_run", 0), old.data.get("experiment") == experiment):
+        if old is None or rank(r) > rank(old):
             chosen[digest] = r
     return list(chosen.values())
 
@@ -191,6 +226,53 @@ def collapsed(r: Record) -> bool:
     return bool(values) and max(values) > 0 and values[-1] < 0.5 * max(values)
 
 
+def _value(key: str, v: Any) -> str:
+    if key == "dropout" and not v:
+        return "no dropout"
+    if key == "layers" and v == 1:
+        return "1 layer"
+    return _SETTING_LABEL[key].format(_num(v))
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}".replace("e-0", "e-") if isinstance(v, float) else _show(v)
+
+
+def published_setting(dataset: str, model: str, loss: str, arm: Arm | None) -> str:
+    """How a published number was run, and where that differs from our arm's chosen configuration
+    (read from its record): ``3 layers, batch 1024, ..., τ₂ 1.12; not ours: 3 layers (ours 1), ...``."""
+    name = model.partition(" ")[0]
+    if (dataset, name, loss) in PUBLISHED_SETTINGS:
+        settings, other = PUBLISHED_SETTINGS[(dataset, name, loss)]
+    elif (dataset, name, loss) in PUBLISHED:
+        settings, other = STUDY_SETTINGS
+    else:
+        return "—"
+    text = ", ".join([*(_value(k, v) for k, v in settings.items()), other])
+    if arm is None:
+        return text
+    ours = arm.chosen[0].s
+    differ = []
+    for k, v in settings.items():
+        have = ours.get(k, 0.0 if k == "dropout" else None)
+        if k == "negatives" and have is None:
+            differ.append(f"{_value(k, v)} (ours in-batch)")
+        elif have is not None and _show(have) != _show(v) and not (isinstance(have, (int, float))
+                                                                  and abs(float(have) - float(v)) < 1e-12):
+            differ.append(f"{_value(k, v)} (ours {_num(have)})")
+    return text + ("; not ours: " + ", ".join(differ) if differ else "; as ours in these")
+
+
+def own_settings(arm: Arm | None) -> str:
+    """The chosen configuration's temperature and loss parameters, as its record has them."""
+    if arm is None:
+        return ""
+    s = arm.chosen[0].s
+    parts = [f"τ {_show(s['tau'])}"] if s.get("tau") is not None else []
+    parts += [f"{k} {_show(v)}" for k, v in sorted((s.get("loss_params") or {}).items())]
+    return ", ".join(parts)
+
+
 def _cell(arm: Arm | None) -> str:
     if arm is None:
         return "—"
@@ -211,8 +293,9 @@ def leaderboard_section(records: list[Record]) -> list[str]:
         models = [m for m in ("mf", "lightgcn") if any(k[:2] == (ds, m) for k in found)]
         lines += ["", f"### {ds}", "",
                   "| loss | " + " | ".join(f"{m.upper() if m == 'mf' else 'LightGCN'} ours (Recall / NDCG @20)"
-                                          f" | published" for m in models) + " | tuned (chosen of tried) |",
-                  "|---|" + "---|---|" * len(models) + "---|"]
+                                          f" | published | published setting" for m in models)
+                  + " | tuned (chosen of tried) | ours: τ and loss parameters (from the record) |",
+                  "|---|" + "---|---|---|" * len(models) + "---|---|"]
         for loss in LOSS_ORDER:
             row = [found.get((ds, m, loss)) for m in models]
             if not any(row):
@@ -220,13 +303,16 @@ def leaderboard_section(records: list[Record]) -> list[str]:
             cells = []
             for m, arm in zip(models, row):
                 pub = PUBLISHED.get((ds, m, loss))
-                cells += [_cell(arm), f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "—"]
+                cells += [_cell(arm), f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "—",
+                          published_setting(ds, m, loss, arm) if pub else "—"]
             tuned = "; ".join(f"{m}: {a.varied()}" for m, a in zip(models, row) if a and a.varied()) or "—"
-            lines.append(f"| {LABELS[loss]} | " + " | ".join(cells) + f" | {tuned} |")
+            own = "; ".join(f"{m}: {o}" for m, a in zip(models, row) if (o := own_settings(a))) or "—"
+            lines.append(f"| {LABELS[loss]} | " + " | ".join(cells) + f" | {tuned} | {own} |")
         others = sorted({k[1] for k in found if k[0] == ds and k[1] not in ("mf", "lightgcn")})
         if others:
             lines += ["", "In other setups (published ones we reproduce; not mixed with the arms above):", "",
-                      "| model, setup | loss | ours (Recall / NDCG @20) | published |", "|---|---|---|---|"]
+                      "| model, setup | loss | ours (Recall / NDCG @20) | published | published setting |",
+                      "|---|---|---|---|---|"]
             for m in others:
                 for loss in LOSS_ORDER:
                     arm = found.get((ds, m, loss))
@@ -234,13 +320,15 @@ def leaderboard_section(records: list[Record]) -> list[str]:
                         continue
                     pub = PUBLISHED.get((ds, m.partition(" ")[0], loss))
                     lines.append(f"| {model_label(m)} | {LABELS[loss]} | {_cell(arm)} | "
-                                 f"{f'{pub[0]:.4f} / {pub[1]:.4f}' if pub else '—'} |")
+                                 f"{f'{pub[0]:.4f} / {pub[1]:.4f}' if pub else '—'} | "
+                                 f"{published_setting(ds, m, loss, arm) if pub else '—'} |")
             lines.append("")
         if ds in SIMPLEX:  # its own model, shown in the LightGCN column for reference
             cells = []
             for m in models:
-                cells += ["—", f"{SIMPLEX[ds][0]:.4f} / {SIMPLEX[ds][1]:.4f}" if m == "lightgcn" else "—"]
-            lines.append("| SimpleX (CCL), published | " + " | ".join(cells) + " | — |")
+                cells += ["—", f"{SIMPLEX[ds][0]:.4f} / {SIMPLEX[ds][1]:.4f}" if m == "lightgcn" else "—",
+                          "its own model (SimpleX), not LightGCN" if m == "lightgcn" else "—"]
+            lines.append("| SimpleX (CCL), published | " + " | ".join(cells) + " | — | — |")
         lgcn = [a for k, a in found.items() if k[0] == ds and k[1] == "lightgcn"]
         best = max(lgcn, key=lambda a: a.mean()["mean"], default=None)
         if best is not None and ds in TARGETS:
@@ -248,16 +336,19 @@ def leaderboard_section(records: list[Record]) -> list[str]:
             verdict = "reaches" if ours >= TARGETS[ds] else "falls short of"
             tried = ", ".join(LABELS[loss] for loss in LOSS_ORDER if any(a.loss == loss for a in lgcn))
             missing = len(LOSS_ORDER) - len({a.loss for a in lgcn})
+            target = next(k for k, v in PUBLISHED.items() if k[:2] == (ds, "lightgcn") and v[0] == TARGETS[ds])
+            setting = published_setting(ds, "lightgcn", target[2], best)
             lines += ["", f"Best LightGCN loss recorded so far (of {tried}; {missing} of the {len(LOSS_ORDER)} "
                           f"losses not run yet): **{LABELS[best.loss]}**, Recall@20 {ours:.4f}"
                           f"{' (stopped by its budget)' if best.stopped_by_budget else ''}; it {verdict} the best "
-                          f"published loss-based number on this split ({TARGETS[ds]:.4f}), "
-                          f"{(ours - TARGETS[ds]) / TARGETS[ds]:+.1%}."]
+                          f"published loss-based number on this split ({TARGETS[ds]:.4f}, {LABELS[target[2]]}), "
+                          f"{(ours - TARGETS[ds]) / TARGETS[ds]:+.1%}. Not like-for-like: that number was run with "
+                          f"its authors' settings ({setting})."]
     lines += ["", "Mean ± std over seeds of the configuration with the best mean selection score; † = a run of "
                   "it was stopped by its budget; ‡ = a run of it collapsed after its best epoch (its last evaluation "
                   "below half of its best: the number is its best epoch's, the loss is not usable as set). *tuned* "
                   "lists what the configurations tried differ in.", "",
-              "How the published numbers were obtained (where it differs from our arms, the gap is not the loss's):",
+              "How the published numbers were obtained:",
               "", *[f"- {line}" for line in SETUPS]]
     return lines
 
@@ -340,18 +431,19 @@ def which_loss(records: list[Record]) -> list[str]:
             vs = f"{(rec - base.mean()['mean']) / base.mean()['mean']:+.1%}" if base and loss != "ssm" else "—"
             tails = [t for r in arm.chosen if (t := tail_share(r)) is not None]
             cover = [r.data["profile"]["coverage"] for r in arm.chosen if (r.data.get("profile") or {}).get("coverage")]
-            sec = [r.m["seconds_per_epoch"] for r in arm.chosen]
+            sec = seconds_by_machine(arm.chosen)  # a GPU's seconds never mixed with a CPU thread's
             sens = arm.sensitivity
             lines.append(
                 f"| {LABELS[loss]} | {rec:.4f}{' †' if arm.stopped_by_budget else ''}"
                 f"{' ‡' if arm.collapsed else ''} | {vs} | "
                 f"{f'{np.mean(tails):.1%}' if tails else '—'} | {f'{np.mean(cover):.1%}' if cover else '—'} | "
-                f"{np.median(sec):.1f} ({arm.chosen[0].machine}) | "
+                f"{'; '.join(f'{v:.1f} ({m})' for m, v in sec.items()) or '—'} | "
                 f"{f'{sens:.1%}' if sens is not None else '—'} ({len(arm.configs)}) |")
         lines += ["", *_verdict([found[(ds, model, loss)] for loss in LOSS_ORDER if (ds, model, loss) in found]), ""]
     lines += ["† = stopped by its budget, not by early stopping; ‡ = collapsed after its best epoch (see the report). "
-              "Seconds per epoch are comparable only between rows "
-              "run on the same machine (shown)."]
+              "Seconds per epoch: the median training seconds of the chosen configuration's runs on each machine they "
+              "ran on (one CPU thread first, a GPU named as such); comparable only between rows run on the same "
+              "machine."]
     return lines
 
 
@@ -361,9 +453,10 @@ def _verdict(group: list[Arm]) -> list[str]:
         return []
     best = max(group, key=lambda a: a.mean()["mean"])
     top = best.mean()["mean"]
-    # seconds compare only on one machine: the cheapest among the close ones run where the best ran
-    close = [a for a in group if a.mean()["mean"] >= 0.98 * top and a.chosen[0].machine == best.chosen[0].machine]
-    cheapest = min(close, key=lambda a: float(np.median([r.m["seconds_per_epoch"] for r in a.chosen])))
+    # seconds compare only on one machine: the cheapest among the close ones on a machine the best ran on
+    machine = next(iter(seconds_by_machine(best.chosen)), None)
+    close = [a for a in group if a.mean()["mean"] >= 0.98 * top and machine in seconds_by_machine(a.chosen)]
+    cheapest = min(close, key=lambda a: seconds_by_machine(a.chosen)[machine], default=best)
     # the long tail is worth having only with the accuracy: a model that collapsed has a flat, "fair" list
     useful = [a for a in group if a.mean()["mean"] >= TAIL_WITHIN * top]
     tails = {a.loss: np.mean(t) for a in useful if (t := [x for r in a.chosen if (x := tail_share(r)) is not None])}

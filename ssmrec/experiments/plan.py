@@ -9,6 +9,10 @@ A cell with nothing to estimate from is counted apart, never priced at zero. A s
 (``search = "tau"``) counts as the runs the runner makes of it: its coarse values and the
 ``2 * span`` fine ones at the search seed (once for all the cell's seeds), then one run per other
 seed at the selected value.
+
+A cell's records are found by its id hash, else by its settings; a record of the cell's training
+settings made under an earlier evaluation setting (figure1's CCL, recorded before CCL was scored by
+cosine) counts the cell as run, and the plan names it with the difference.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssmrec.experiments.grid import Cell, load_grid, with_setting
-from ssmrec.experiments.records import BUDGET_STOPS, Record, _score
+from ssmrec.experiments.records import BUDGET_STOPS, CellRecords, Record, _score, rank
 
 
 def _kind(r: Record | Cell) -> tuple[str, str, str]:
@@ -78,6 +82,8 @@ class GridPlan:
     # per run left, in grid order: (count, CPU seconds or None, GPU seconds or None); the totals of
     # several grids count a run that two grids share once, as the runner runs it once
     costs: dict[str, tuple[int, float | None, float | None]] = field(default_factory=dict)
+    # cells counted by a record of their training settings made under other evaluation settings
+    matched: list[str] = field(default_factory=list)
 
     @property
     def to_go(self) -> int:
@@ -105,7 +111,7 @@ class GridPlan:
         return sum(n for n, _, g in self.costs.values() if g is None)
 
 
-def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str]) -> list[tuple[Cell, int, bool]]:
+def _runs_of(cell: Cell, search, by_cell: CellRecords, seen: set[str]) -> list[tuple[Cell, int, bool]]:
     """The runs a cell stands for, with how many of each (those already counted for another cell
     of the grid, in ``seen``, left out). A search cell (the runner's ``tune``) is: its coarse
     values at the search seed, the ``2 * span`` fine values around the best (those not recorded
@@ -122,7 +128,7 @@ def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str
     coarse = [with_setting(cell, **{search.param: v, "seed": at}) for v in search.coarse]
     scores = {}
     for c in coarse:
-        recs = by_cell.get(c.id)
+        recs = by_cell.find(c.key, c.digest)[0]
         if recs:
             scores[getattr(c.cfg, search.param)] = max(_score(r) for r in recs)
     runs = [(c, 1, True) for c in coarse]
@@ -130,8 +136,8 @@ def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str
         fine = [v for v in search.fine(max(scores, key=scores.get)) if v not in scores]
         runs += [(with_setting(cell, **{search.param: v, "seed": at}), 1, True) for v in fine]
         for c, _, _ in runs[len(coarse):]:
-            if c.id in by_cell:
-                scores[getattr(c.cfg, search.param)] = max(_score(r) for r in by_cell[c.id])
+            if recs := by_cell.find(c.key, c.digest)[0]:
+                scores[getattr(c.cfg, search.param)] = max(_score(r) for r in recs)
         if cell.cfg.seed != at:
             runs.append((with_setting(cell, **{search.param: max(scores, key=scores.get)}), 1, True))
     else:
@@ -149,17 +155,19 @@ def _runs_of(cell: Cell, search, by_cell: dict[str, list[Record]], seen: set[str
 
 def plan_grid(path: str | Path, records: list[Record]) -> GridPlan:
     grid = load_grid(path)
-    by_cell: dict[str, list[Record]] = {}
-    for r in records:
-        by_cell.setdefault(r.data.get("cell", ""), []).append(r)
+    by_cell = CellRecords(records)
     est = Estimator(records)
     out = GridPlan(grid.name)
     seen: set[str] = set()
     for cell in grid.cells:
         for run, count, known in _runs_of(cell, grid.search, by_cell, seen):
             out.cells += count
-            mine = by_cell.get(run.id, []) if known else []
-            longest = max(mine, key=lambda r: r.m.get("epochs_run") or 0, default=None)
+            mine, differ = by_cell.find(run.key, run.digest, near=True) if known else ([], {})
+            longest = max(mine, key=rank, default=None)  # the record every section shows
+            if longest is not None and differ:
+                out.matched.append(
+                    f"`{run.id}` counted as run by `{longest.name}`, of its training settings but recorded with "
+                    + ", ".join(f"{k} {a} (the cell's now {b})" for k, (a, b) in differ.items()))
             if longest is not None and longest.m.get("stop_reason") not in BUDGET_STOPS:
                 out.converged += count
                 continue
@@ -209,6 +217,10 @@ def plan_lines(plans: list[GridPlan], cores: int = 2) -> list[str]:
     left = sum(n for n, _, _ in runs.values())
     unpriced = sum(n for n, c, _ in runs.values() if c is None)
     shared = sum(p.to_go for p in plans) - left
+    matched = list(dict.fromkeys(m for p in plans for m in p.matched))  # a cell two grids share: once
+    if matched:
+        lines += ["", "Cells found by their settings, not their id (their record predates a change of evaluation "
+                      "default, which changed the id):", "", *[f"- {m}." for m in matched]]
     lines += ["", f"In all {left} runs are left{f' ({shared} shared by two grids, counted once)' if shared else ''}, "
               f"{unpriced} of them with no record to estimate their CPU cost from. "
               f"The priced ones need ~{cpu:.0f} CPU-thread hours (~{cpu / cores / 24:.1f} days on this "

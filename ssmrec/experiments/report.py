@@ -22,8 +22,11 @@ from ssmrec.experiments.records import (  # noqa: F401  (re-exported: the report
     FIG1_LOSSES,
     STUDY_L2,
     TUNED,
+    CellRecords,
     Record,
     _score,
+    authoritative,
+    budget_text,
     default_similarity,
     fmt_cell,
     load_records,
@@ -50,20 +53,30 @@ from ssmrec.experiments.summary import grid_tables, render_grids
 from ssmrec.train.config import read_toml
 
 
+def _label(loss: str) -> str:
+    return {"softmax": "SM"}.get(loss, loss.upper())
+
+
 # ----------------------------------------------------------------------------- the report
 class Report(Table3Sections, ClaimSections):
     def __init__(self, records_dir: str | Path, out_dir: str | Path, notes: dict[str, str] | None = None,
                  grids_dir: str | Path | None = None):
         self.records_dir = Path(records_dir)
         self.grids_dir = Path(grids_dir) if grids_dir is not None else None
-        self.records = load_records(records_dir)
+        # every record read (the index lists them all); the sections read one record per cell id,
+        # the first by records.rank (the longest run, then a converged one, then the newer): a record
+        # of the same cell in another grid's folder is superseded by it everywhere
+        self.all_records = load_records(records_dir)
+        self.records, self.superseded = authoritative(self.all_records)
         self.out = Path(out_dir)
         self.fig = self.out / "figures"
         self.notes = notes or {}
         self.gaps: list[str] = []
-        self.used: dict[str, Record] = {}
+        self.used: dict[str, tuple[Record, list[str]]] = {}  # record name -> (record, sections showing it)
+        self.section = "a section"  # the section being rendered: what use() notes
         self.others: list[Record] = []
         self.traces: list[str] = []
+        self.near: dict[str, tuple[str, dict]] = {}  # record name -> (grid cell, settings it differs in)
 
     def study_records(self) -> list[Record]:
         """The records of the study's grids (every ``experiments/*.toml`` but the leaderboard's and
@@ -77,13 +90,20 @@ class Report(Table3Sections, ClaimSections):
             return self.records
         from ssmrec.experiments.grid import load_grid
 
-        digests = set()
+        finder = CellRecords(self.records)
+        keep: set[int] = set()
         for path in grids:
             try:
-                digests |= {cell.digest for cell in load_grid(path).cells}
+                cells = load_grid(path).cells
             except Exception:  # a grid this code cannot read (a newer one) takes nothing away
                 continue
-        return [r for r in self.records if str(r.data.get("cell", "")).rsplit("-", 1)[-1] in digests]
+            for cell in cells:
+                found, differ = finder.find(cell.key, cell.digest, near=True)
+                if differ:  # its training settings, another evaluation setting: not this cell's numbers
+                    self.near.update({r.name: (f"{path.stem}/{cell.id}", differ) for r in found})
+                else:
+                    keep |= {id(r) for r in found}
+        return [r for r in self.records if id(r) in keep]
 
     def plan(self) -> list[str]:
         """What is left to run in every grid of ``grids_dir``, priced from all the records."""
@@ -93,15 +113,18 @@ class Report(Table3Sections, ClaimSections):
 
         plans, unread = [], []
         for path in sorted(self.grids_dir.glob("*.toml")):
-            try:
-                plans.append(plan_grid(path, self.records))
+            try:  # all the records: a superseded one still times an epoch on its machine
+                plans.append(plan_grid(path, self.all_records))
             except ConfigError as e:  # a grid this code cannot read (a newer one): said, not counted
                 unread.append(f"- `{path.name}` is not counted: {e}")
         return plan_lines(plans) + (["", *unread] if unread else [])
 
     def use(self, rs: list[Record]) -> list[Record]:
+        """Note that the section being rendered (:attr:`section`) shows these records."""
         for r in rs:
-            self.used[r.data["cell"]] = r
+            where = self.used.setdefault(r.name, (r, []))[1]
+            if self.section not in where:
+                where.append(self.section)
         return rs
 
     # ---------------------------------------------------------------- selections shared by sections
@@ -206,16 +229,60 @@ class Report(Table3Sections, ClaimSections):
         share = runs[next(iter(runs))].data["profile"]["group_item_share"]
         lines.append("\nItems per group (share of the catalogue, group 1 = least popular): "
                      + ", ".join(f"{s:.2%}" for s in share) + ".")
-        if self.notes.get("figure1"):
-            lines.append("\n" + self.notes["figure1"])
+        lines += self._figure1_notes(runs, dataset)
         _write_csv(self.out / f"figure1_{dataset}.csv", rows_csv)
         return lines
 
+    def _figure1_notes(self, runs: dict[str, Record], dataset: str) -> list[str]:
+        """The written notes of the bars the figure has (``figure1`` for all, ``figure1.<loss>`` for a
+        loss, said only when its bar is drawn), and why a loss of the study's figure has none."""
+        said = [self.notes["figure1"]] if self.notes.get("figure1") else []
+        said += [self.notes[f"figure1.{loss}"] for loss in runs if self.notes.get(f"figure1.{loss}")]
+        for loss in FIG1_LOSSES:
+            if loss in runs:
+                continue
+            left = [r for r in self.all_records if r.name in self.near and r.s.get("loss") == loss
+                    and r.s.get("dataset") == dataset and r.s.get("model") == "lightgcn"]
+            for r in left:
+                cell, differ = self.near[r.name]
+                how = ", ".join(f"{k} {a} (the cell's now {b})" for k, (a, b) in differ.items())
+                said.append(f"{_label(loss)} has no bar: its record `{r.name}` has the training settings of `{cell}` "
+                            f"but was evaluated with {how}, so its numbers are not that cell's; the plan below counts "
+                            "the cell as run.")
+        return [line for text in said for line in ("", text)]
+
+    def _evaluated_otherwise(self) -> dict[tuple[str, str], str]:
+        """(dataset, loss) of 1-layer LightGCN runs recorded only under another evaluation setting
+        than their grid cell's now (see :meth:`study_records`), with the record's name."""
+        return {(r.s.get("dataset"), r.s.get("loss")): r.name for r in self.all_records
+                if r.name in self.near and r.s.get("model") == "lightgcn" and r.s.get("layers") == 1}
+
     def table2(self) -> list[str]:
-        return table2_section(self.records, self.use)
+        return table2_section(self.records, self.use, elsewhere=self._evaluated_otherwise())
 
     def layers(self) -> list[str]:
         return layers_section(self.records, self.use)
+
+    def corrections(self, board: list[Record]) -> list[str]:
+        """Corrections of what a commit message said about a run, checked against its record:
+        ``correction.<dataset>.<model>.<loss>.<setting>`` notes; the value shown is the record's."""
+        from ssmrec.experiments.leaderboard import LABELS, _show, arms, model_label
+
+        found = arms(board)
+        out = []
+        for key, text in sorted(self.notes.items()):
+            parts = key.split(".")
+            if parts[0] != "correction" or len(parts) != 5:
+                continue
+            _, ds, model, loss, setting = parts
+            arm = found.get((ds, model, loss))
+            if arm is None:
+                continue
+            r = arm.chosen[0]
+            value = r.s.get(setting, (r.s.get("loss_params") or {}).get(setting))
+            out.append(f"- Correction: {ds}, {model_label(model)} + {LABELS.get(loss, loss)} ran with {setting} "
+                       f"**{_show(value)}** (its record, `{r.name}`); {text}")
+        return ["", *out] if out else []
 
     def _plot_longtail(self, runs: dict[str, Record], dataset: str) -> None:
         import matplotlib
@@ -321,13 +388,25 @@ class Report(Table3Sections, ClaimSections):
 
     # ---------------------------------------------------------------- index
     def index(self) -> list[str]:
-        lines = ["| record | seed | epochs | stop | train s | machine | commit | finished |", "|---|---|---|---|---|---|---|---|"]
-        for cell, r in sorted(self.used.items()):
+        """Every record read, one row each (two grids' records of one cell both), with where the
+        report shows it, or which record supersedes it."""
+        lines = ["| record | seed | epochs | stop | budget given | train s | machine | commit | finished | shown in |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(self.all_records, key=lambda r: r.name):
             env = r.data.get("env", {})
             rel_path = r.path.relative_to(self.out) if r.path.is_relative_to(self.out) else r.path
-            lines.append(f"| [{cell}]({rel_path}) | {r.s.get('seed')} | {r.m['epochs_run']} | {r.m['stop_reason']} | "
-                         f"{r.m['train_seconds']:.0f} | {r.machine} | {str(env.get('commit'))[:12]} | "
-                         f"{r.data.get('finished_at', '')} |")
+            if r.name in self.superseded:
+                shown = (f"superseded by `{self.superseded[r.name].name}` (the same cell; every section shows "
+                         "that record)")
+            elif r.name in self.used:
+                shown = ", ".join(self.used[r.name][1])
+            elif r.name in self.near:
+                shown = f"none (evaluated otherwise than `{self.near[r.name][0]}`)"
+            else:
+                shown = "none (of no table's cell)"
+            lines.append(f"| [{r.name}]({rel_path}) | {r.s.get('seed')} | {r.m['epochs_run']} | {r.m['stop_reason']} | "
+                         f"{budget_text(r)} | {float(r.m.get('train_seconds') or 0):.0f} | {r.machine} | "
+                         f"{str(env.get('commit'))[:12]} | {r.data.get('finished_at', '')} | {shown} |")
         return lines
 
     # ---------------------------------------------------------------- assemble
@@ -346,15 +425,27 @@ class Report(Table3Sections, ClaimSections):
         board = grid_records(self.records, grids / "leaderboard.toml", "leaderboard")
         ntr = grid_records(self.records, grids / "ntr.toml", "ntr")
         write_which_loss(board, self.out)
-        read = len(self.records)
+        read = len(self.all_records)
         left = self.plan()
         self.records = self.study_records()
-        t3, t2, t4, t5, lay = self.table3(), self.table2(), self.table4(), self.table5(), self.layers()
-        f1, ho, cv, cl = self.figure1(), self.holdout(), self.convergence(), self.claims()
-        found = self.findings() + headlines(board, ntr)
+        sections = {}
+        for name, make in (("Table 3", self.table3), ("Table 2", self.table2), ("Table 4", self.table4),
+                           ("Table 5", self.table5), ("layers", self.layers), ("Figure 1", self.figure1),
+                           ("holdout", self.holdout), ("convergence", self.convergence),
+                           ("the four claims", self.claims), ("In short", self.findings)):
+            self.section = name
+            sections[name] = make()
+        t3, t2, t4, t5, lay = (sections[k] for k in ("Table 3", "Table 2", "Table 4", "Table 5", "layers"))
+        f1, ho, cv, cl = (sections[k] for k in ("Figure 1", "holdout", "convergence", "the four claims"))
+        found = sections["In short"] + headlines(board, ntr)
+        for name, rs in (("leaderboard and WHICH_LOSS", board), ("NTR", ntr), ("other grids", self.others)):
+            self.section = name
+            self.use(rs)
         from ssmrec.experiments.budget import cost_lines, plot_curves
 
-        used = list(self.used.values())
+        # the cells of the study's tables (a search's other values and the other pages' records aside)
+        aside = {"Table 3 (L2 search)", "leaderboard and WHICH_LOSS", "NTR", "other grids"}
+        used = [r for r, where in self.used.values() if set(where) - aside]
         budget = cost_lines(used, self.records)
         budget_fig = plot_curves(used, self.fig / "budget_stopped.png")
         md = [
@@ -362,7 +453,10 @@ class Report(Table3Sections, ClaimSections):
             "",
             f"Generated by `ssmrec report` on {time.strftime('%Y-%m-%d %H:%M')} from {read} run "
             f"records in `{self.records_dir}/` ({len(self.records)} of the study's grids for its tables) (nothing is re-run to make this page). Every number links to its "
-            "record in the index at the end (settings, seed, epochs, time, machine, commit).",
+            f"record in the index at the end (settings, seed, epochs, budget, time, machine, commit), which lists all "
+            f"{read} records and where each is shown"
+            + (f" ({len(self.superseded)} superseded by a longer run of the same cell in another grid's folder)"
+               if self.superseded else "") + ".",
             "",
             "## In short",
             "",
@@ -370,8 +464,10 @@ class Report(Table3Sections, ClaimSections):
             "",
             "Conventions: `paper` protocol = LightGCN's train/test files, best epoch chosen on the test set as the "
             "study's code does (test-selected, optimistic). † = stopped by its budget (time or epochs), not by "
-            "early stopping; *how it stopped* gives the epochs run and the best epoch. Δ = relative difference "
-            "from the paper. Means ± standard deviation over seeds where several ran.",
+            "early stopping; *how it stopped* gives the epochs run and the best epoch, and the time budget where "
+            "the record says it (records made before they carried their budget do not: *budget given* in the "
+            "index). Δ = relative difference from the paper. Means ± standard deviation over seeds where several "
+            "ran.",
             "",
             "## Table 3: BPR vs SSM on MF, SVD++ and LightGCN (Recall@20 / NDCG@20)",
             *t3,
@@ -415,9 +511,11 @@ class Report(Table3Sections, ClaimSections):
             "## Beyond the study: the losses that came after it",
             "",
             "`experiments/leaderboard.toml`: each loss tuned on its own hyper-parameter, mean ± std over seeds, beside "
-            "the published numbers on the same splits; `WHICH_LOSS.md` turns the same records into advice "
+            "the published numbers on the same splits (run with their authors' settings, shown beside them: not "
+            "like-for-like); `WHICH_LOSS.md` turns the same records into advice "
             "(accuracy, long tail, coverage, cost, sensitivity).",
             *(leaderboard_section(board) or ["", "No leaderboard run recorded yet."]),
+            *self.corrections(board),
             "",
             "## Negative feedback: SSM vs SSM + NTR (MovieLens-100K, ratings >= 4 positive, <= 2 disliked)",
             "",

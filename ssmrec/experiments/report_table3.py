@@ -141,6 +141,9 @@ class Table3Sections:
                     if trace:
                         self.traces.append(f"- {ds}, {label} + {loss.upper()}: {trace} "
                                            f"({'validation' if rs[0].m.get('valid') else 'test-selected'})")
+                        table, self.section = self.section, "Table 3 (L2 search)"
+                        self.use(list(searched(self.records, rs[0]).values()))  # each value's record, indexed
+                        self.section = table
                     if abs(rel(r_mean, pr)) > 0.02:
                         self.gaps.append(f"Table 3, {ds}, {label} + {loss.upper()}: Recall@20 {r_mean:.4f} vs "
                                          f"{pr:.4f} ({rel(r_mean, pr):+.1%}). Likely reason: "

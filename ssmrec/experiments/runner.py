@@ -242,6 +242,10 @@ class Runner:
             "data": info.get("data", {}),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "record_seconds": seconds,
+            # the budget the run was given, as its config had it (its last one, for a run continued with
+            # --extend; a sweep member's is its sweep's): seconds of training plus evaluation (None: no
+            # time limit) and epochs
+            "budget": {"max_seconds": float(cfg.max_seconds or 0.0) or None, "epochs": int(cfg.epochs)},
             **({"sweep": info["sweep"]} if info.get("sweep") else {}),  # trained as a member of a sweep
         }
 
