@@ -282,7 +282,7 @@ class Report(Table3Sections, ClaimSections):
             value = r.s.get(setting, (r.s.get("loss_params") or {}).get(setting))
             out.append(f"- Correction: {ds}, {model_label(model)} + {LABELS.get(loss, loss)} ran with {setting} "
                        f"**{_show(value)}** (its record, `{r.name}`); {text}")
-        return ["", *out] if out else []
+        return ["", "Corrections of what a commit message said about a run, against its record:", "", *out] if out else []
 
     def _plot_longtail(self, runs: dict[str, Record], dataset: str) -> None:
         import matplotlib
