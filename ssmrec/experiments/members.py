@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from ssmrec.errors import ConfigError
-from ssmrec.losses import canonical, spec_of
 from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings, parse_text
 
-SWEEPABLE = ("seed", "reg", "tau", "layers", "margin", "neg_weight", "a0", "a1")
+# (no torch here: the command line lists and checks these before it loads anything heavy)
+DIFFERING = ("seed", "reg", "tau", "layers", "margin", "neg_weight")
 """Settings members may differ in: they leave the batch stream and the shared work alone."""
+SWEEPABLE = (*DIFFERING, "a0", "a1")
+"""Settings a member may set: those of :data:`DIFFERING`, and SVD++'s exponents ``a0`` / ``a1``,
+which members share (one propagation matrix), so they must agree across the members."""
 
 
 def model_key(name: str) -> str:
@@ -32,9 +35,46 @@ def parse_member(text: str) -> dict[str, Any]:
     return out
 
 
+def check_member_setting(name: str, where: str) -> None:
+    """Refuse a setting (``name``, ``-`` or ``_``) that a member cannot set: no torch, so the
+    command line refuses it before it loads anything. Names that are no setting are left to the
+    caller (a loss's own parameter, or an unknown setting that :meth:`TrainConfig.replace` names)."""
+    name = name.replace("-", "_")
+    if name in TrainConfig.field_names() and name not in SWEEPABLE:
+        raise ConfigError(
+            f"{where}: {name} cannot differ between members: they share one batch stream "
+            f"(batch order and negatives), one model family, loss and optimizer, and one "
+            f"evaluation schedule. Set it in the base settings or run another sweep; members "
+            f"may differ in {', '.join(DIFFERING)}")
+
+
+def grid_texts(specs: list[str]) -> dict[str, list[str]]:
+    """``["reg=1e-6,1e-5", "layers=1,2"]`` -> ``{"reg": ["1e-6", "1e-5"], "layers": ["1", "2"]}``,
+    refusing malformed specs and settings a tuning grid cannot vary (no torch: the command line
+    checks ``--grid`` with it before it loads anything). Names that are no setting are left to
+    the caller (a loss's own parameters)."""
+    grid: dict[str, list[str]] = {}
+    for spec in specs:
+        name, eq, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not values.strip() or not name:
+            raise ConfigError(f"--grid {spec!r}: expected NAME=V1,V2,...")
+        if name in SWEEPABLE and name not in DIFFERING:
+            raise ConfigError(f"--grid {name}: SVD++'s a0 and a1 cannot differ between the members of a sweep "
+                              "(they share one propagation matrix); tune them with one study per value")
+        if name in TrainConfig.field_names() and name not in DIFFERING:
+            raise ConfigError(f"--grid {name}: only settings that sweep members may differ in can be tuned in one "
+                              f"study ({', '.join(DIFFERING)}, or the loss's own parameters); tune others with one "
+                              "study per value")
+        grid[name] = [v.strip() for v in values.split(",") if v.strip()]
+    return grid
+
+
 def loss_parameters(loss: str) -> dict[str, Any]:
     """The parameters of a loss that take ``loss_params`` (the losses after the study, registered
     ones), with their defaults: sweep members and tuning grids may set them by name."""
+    from ssmrec.losses import spec_of
+
     spec = spec_of(loss)
     return dict(spec.params) if spec is not None else {}
 
@@ -51,6 +91,8 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
     """Each member's full configuration (``base`` with its overrides), refusing overrides that
     would change the shared batch stream or the shared computation. A member may also set one of
     its loss's own parameters by name (``tau2=0.8`` for ``bsl``), merged into ``loss_params``."""
+    from ssmrec.losses import canonical, spec_of
+
     if not members:
         raise ConfigError("a sweep needs at least one member")
     if base.nproc != 1:
@@ -80,15 +122,10 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
             name = key.replace("-", "_")
             if name not in known:
                 continue  # TrainConfig.replace names it, with suggestions
-            if name not in SWEEPABLE:
-                raise ConfigError(
-                    f"member {j}: {name} cannot differ between members: they share one batch stream "
-                    f"(batch order and negatives), one model family, loss and optimizer, and one "
-                    f"evaluation schedule. Set it in the base settings or run another sweep; members "
-                    f"may set {', '.join(SWEEPABLE)}")
+            check_member_setting(name, f"member {j}")
             if name not in own:
                 raise ConfigError(f"member {j}: {name} is not used by {model} + {loss}; members of this "
-                                  f"sweep may set {', '.join(s for s in SWEEPABLE if s in own)}")
+                                  f"sweep may differ in {', '.join(s for s in DIFFERING if s in own)}")
         cfgs.append(base.replace(over, source=f"member {j}"))
     if model == "svdpp":
         shapes = {(c.side, c.a0, c.a1) for c in cfgs}
@@ -105,4 +142,5 @@ def describe(overrides: dict[str, Any]) -> str:
     return ", ".join(shown) or "base"
 
 
-__all__ = ["SWEEPABLE", "describe", "loss_parameters", "member_configs", "model_key", "parse_member"]
+__all__ = ["DIFFERING", "SWEEPABLE", "check_member_setting", "describe", "grid_texts", "loss_parameters",
+           "member_configs", "model_key", "parse_member"]
