@@ -3,6 +3,9 @@ found, the optimizer, and a stateful loss's buffers from a checkpoint."""
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from pathlib import Path
 
 import torch
@@ -34,25 +37,86 @@ def sampler_kind(name: str, device: torch.device) -> str:
 
 SMALL_DATA = 200_000
 """Training pairs below which one thread is fastest (threads only add synchronisation)."""
+MAX_AUTO_THREADS = 8
+
+log = logging.getLogger(__name__)
+
+
+def _own_load(cores: int) -> float:
+    """This process's own share of the 1-minute load average: it has been runnable for about its
+    CPU time since it started (loading the data, before the thread count is chosen), and the
+    kernel's average weighs the last minute (``1 - exp(-t / 60)`` of a job running for t s)."""
+    try:
+        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(stat[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time, after boot
+        wall = float(Path("/proc/uptime").read_text().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    if wall <= 0:
+        return 0.0
+    times = os.times()
+    busy = min(float(cores), (times.user + times.system) / wall)
+    return busy * (1 - math.exp(-wall / 60))
+
+
+def _load() -> tuple[float, int | None]:
+    """The 1-minute load average and the number of tasks runnable right now, this one included
+    (``/proc/loadavg``; None where the system does not say)."""
+    try:
+        fields = Path("/proc/loadavg").read_text().split()
+        return float(fields[0]), int(fields[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0], None
+    except (OSError, AttributeError):
+        return 0.0, None
+
+
+def choose_threads(n_pairs: int, *, cores: int | None = None, load: float | None = None,
+                   running: int | None = None, own: float | None = None) -> tuple[int, str]:
+    """The thread count of ``--threads 0`` and one line that says why.
+
+    One thread for small data (< :data:`SMALL_DATA` pairs: more only add synchronisation; torch's
+    default of every core made a small run 4-50x slower). Otherwise the cores other jobs leave
+    free, at most 8: ``cores - round(others)``, at least 1, where ``others`` is the 1-minute load
+    average less this process's own share of it (it was loading the data), and no more than the
+    other tasks runnable right now (a job that just ended still weighs on the average for
+    minutes). So an idle machine gives every core, one other busy job takes one.
+
+    ``cores``, ``load`` (1-minute average), ``running`` (tasks runnable now, this one included)
+    and ``own`` (this process's share of ``load``) are read from the system when not given.
+    """
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+    if n_pairs < SMALL_DATA:
+        return 1, f"threads: 1 (auto: small data, {n_pairs:,} < {SMALL_DATA:,} training pairs)"
+    if load is None:
+        load, now = _load()
+        running = now if running is None else running
+    if own is None:
+        own = _own_load(cores)
+    others = max(0.0, load - own)
+    if running is not None:
+        others = min(others, max(0, running - 1))
+    threads = max(1, min(MAX_AUTO_THREADS, cores - round(others)))
+    return threads, f"threads: {threads} (auto: {cores} cores, load {others:.1f} from other jobs)"
+
+
+_said: list[int] = []  # the count last logged by this process
 
 
 def auto_threads(n_pairs: int) -> int:
-    """The thread count of ``--threads 0``: one for small data or a busy machine (where torch's
-    default of every core made a small run 4-50x slower than one thread), else the cores not
-    already busy, at most 8."""
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    if n_pairs < SMALL_DATA:
-        return 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(8, cores, round(cores - busy)))
+    """The thread count of ``--threads 0`` (see :func:`choose_threads`), logged once (the command
+    line prints it), and again only when it changes (a study's later sweeps choose again)."""
+    threads, line = choose_threads(n_pairs)
+    if _said != [threads]:
+        log.info(line)
+        _said[:] = [threads]
+    return threads
 
 
 def data_location(cfg: TrainConfig, data: Dataset) -> dict[str, str]:
