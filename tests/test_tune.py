@@ -196,3 +196,74 @@ def test_a_sweep_another_live_process_trains_is_left_to_it(tiny, tmp_path):
         other.kill()
         other.wait()
 
+
+
+def _tune_command(tiny_dir, out, *extra: str) -> list[str]:
+    return ["tune", "--dataset", str(tiny_dir), "--model", "mf", "--loss", "bpr", "--dim", "8", "--lr", "0.01",
+            "--batch-size", "512", "--epochs", "20", "--patience", "0", "--no-progress", "--threads", "1",
+            "--grid", "reg=1e-4,1e-2,1e-1", "--members", "2", "--pruner", "none", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_a_study_stopped_in_its_first_round_resumes_with_the_same_command(tiny_dir, tmp_path, how, capsys):
+    """Ctrl-C or kill -9 before round 1 ends, then the same command, as the message and the README
+    say: the study goes on (it was refused as 'something other than a tuning study')."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "study"
+    command = _tune_command(tiny_dir, out)
+    proc = subprocess.Popen([sys.executable, "-m", "ssmrec", *command], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch    1  member"):  # round 1 is training
+                proc.send_signal(getattr(signal, how))
+                break
+        rest = proc.stdout.read()
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert code == (130 if how == "SIGINT" else -signal.SIGKILL), rest
+    assert "round 2" not in rest  # stopped in round 1
+    if how == "SIGINT":
+        assert "run the same ssmrec tune command again" in rest
+    assert main(command) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "resuming the sweep of trials 0, 1 in" in printed
+    s = json.loads((out / "tune.json").read_text())
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE"] * 3  # none failed, none trained twice
+    assert s["epochs_trained"] == 3 * 20
+
+
+def test_a_folder_holding_something_else_or_another_study_is_refused(tiny_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(_tune_command(tiny_dir, other)) == 2
+    assert "holds something other than a tuning study (notes.txt)" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "mine" and sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    done = tmp_path / "done"
+    assert main(_tune_command(tiny_dir, done, "--epochs", "2")) == 0
+    capsys.readouterr()
+    assert main(_tune_command(tiny_dir, done, "--epochs", "2", "--lr", "0.1")) == 2  # another study's folder
+    assert "holds a study of other settings (lr 0.01 (the study's) vs 0.1)" in capsys.readouterr().err
+    assert main(_tune_command(tiny_dir, done, "--epochs", "2", "--threads", "2")) == 0  # run-only: same study
+
+
+def test_a_study_folder_an_older_version_left_in_round_1_is_accepted(tiny_dir, tmp_path):
+    """An older ssmrec wrote tune.json after round 1: a folder holding only study.db and round 1's
+    sweep of this study's settings is a study's; one of other settings, or with other files, is not."""
+    cfg = TrainConfig.from_dict({**BASE, "dataset": str(tiny_dir)})
+    out = tmp_path / "old"
+    (out / "sweep-0000").mkdir(parents=True)
+    (out / "study.db").write_bytes(b"")
+    (out / "sweep-0000" / "sweep.json").write_text(json.dumps({"status": "running", "base": cfg.to_dict()}))
+    tune.check_study_dir(out, cfg)
+    tune.check_study_dir(out, cfg.replace({"threads": 2, "device": "cpu"}))
+    with pytest.raises(ConfigError, match=r"holds a study of other settings \(epochs 6 \(the study's\) vs 7\)"):
+        tune.check_study_dir(out, cfg.replace({"epochs": 7}))
+    (out / "runs.csv").write_text("")
+    with pytest.raises(ConfigError, match=r"holds something other than a tuning study \(runs.csv\)"):
+        tune.check_study_dir(out, cfg)

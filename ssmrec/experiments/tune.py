@@ -19,7 +19,9 @@ re-running the same command continues the study. Trials that were training resum
 from its last checkpoint (:meth:`Sweep.resume`: the same batches, so they end as if never
 stopped); trials whose sweep had not started (no ``sweep.json``) are marked failed and enqueued
 again. ``OUT/tune.json`` lists every trial (values, state, epochs,
-run directory, test metrics) and the selected settings.
+run directory, test metrics) and the selected settings. It is written when the study starts
+(before its first round), so a folder is known as a study's however early the study was stopped;
+a study folder is continued only with the same settings (:func:`check_study_dir`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 from ssmrec.errors import ConfigError
 from ssmrec.experiments.grid import Search
-from ssmrec.experiments.members import SWEEPABLE, loss_parameters
+from ssmrec.experiments.members import DIFFERING, grid_texts, loss_parameters
 from ssmrec.experiments.sweep import LOCK as SWEEP_LOCK
 from ssmrec.experiments.sweep import SUMMARY as SWEEP_SUMMARY
 from ssmrec.experiments.sweep import Sweep
@@ -42,31 +44,83 @@ from ssmrec.train.run import PidLock
 
 SUMMARY = "tune.json"
 PRUNERS = ("sha", "none")
+RUN_ONLY = ("device", "threads", "progress", "checkpoint_every", "max_seconds", "out", "data_dir")
+"""Base settings a study may be continued with other values of: they do not change what is trained
+(those a sweep may resume with, see :meth:`Sweep.resume`, and where the data is found: its
+fingerprint is checked when a sweep resumes)."""
 
 
 def parse_grid(specs: list[str], loss: str | None = None) -> dict[str, list[Any]]:
-    """``["reg=1e-6,1e-5", "layers=1,2"]`` -> ``{"reg": [1e-6, 1e-5], "layers": [1, 2]}``; with
+    """``["reg=1e-4,1e-2", "layers=1,2"]`` -> ``{"reg": [1e-4, 1e-2], "layers": [1, 2]}``; with
     ``loss``, that loss's own parameters too (``tau2=0.8,1.0`` for ``bsl``)."""
     types = {name: str(f.type) for name, f in TrainConfig.__dataclass_fields__.items()}
-    params = loss_parameters(loss) if loss else {}
     grid: dict[str, list[Any]] = {}
-    for spec in specs:
-        name, eq, values = spec.partition("=")
-        name = name.strip().replace("-", "_")
-        if not eq or not values.strip():
-            raise ConfigError(f"--grid {spec!r}: expected NAME=V1,V2,...")
-        if name in params:
-            default = params[name]
-            kind = ("bool" if isinstance(default, bool) else type(default).__name__) if default is not None else "str"
-            kind = kind if kind in ("bool", "int", "float") else "str"
-            grid[name] = [parse_text(kind, v.strip()) for v in values.split(",") if v.strip()]
+    for name, texts in grid_texts(specs).items():
+        if name in DIFFERING:
+            grid[name] = [parse_text(types[name], v) for v in texts]
             continue
-        if name not in SWEEPABLE:
+        params = loss_parameters(loss) if loss else {}
+        if name not in params:
             extra = f", or the parameters of loss {loss}: {', '.join(params)}" if params else ""
             raise ConfigError(f"--grid {name}: only settings that sweep members may differ in can be tuned in one "
-                              f"study ({', '.join(SWEEPABLE)}{extra}); tune others with one study per value")
-        grid[name] = [parse_text(types[name], v.strip()) for v in values.split(",") if v.strip()]
+                              f"study ({', '.join(DIFFERING)}{extra}); tune others with one study per value")
+        default = params[name]
+        kind = ("bool" if isinstance(default, bool) else type(default).__name__) if default is not None else "str"
+        kind = kind if kind in ("bool", "int", "float") else "str"
+        grid[name] = [parse_text(kind, v) for v in texts]
     return grid
+
+
+def _differences(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``lr 0.01 (the study's) vs 0.1`` for each base setting that differs, run-only ones aside."""
+    return [f"{k} {was.get(k)!r} (the study's) vs {now.get(k)!r}" for k in sorted(set(was) | set(now))
+            if k not in RUN_ONLY and was.get(k) != now.get(k)]
+
+
+def check_study_dir(out: str | Path, base: TrainConfig) -> None:
+    """Refuse, before any work, a folder that cannot hold this study: a file, a folder that holds
+    something other than a tuning study, or a study of other base settings. Accepted: a new or
+    empty folder, a study's folder (``tune.json``), and a study's folder stopped before it wrote
+    one (an older ssmrec wrote it after the first round): only ``study.db`` and ``sweep-*``
+    folders whose sweeps have this study's settings."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {out} is a file, not a tuning study's folder")
+    if not out.is_dir():
+        return
+    # what the study trains on; run-only settings aside, also what its sweeps record as their base
+    now = json.loads(json.dumps(base.replace({"out": None}).to_dict(), default=str))
+    summary = out / SUMMARY
+    if summary.exists():
+        try:
+            was = json.loads(summary.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"out: {summary} is not a tuning study's summary ({e}); choose another --out") from None
+        if not isinstance(was, dict) or not isinstance(was.get("base"), dict) or "trials" not in was:
+            raise ConfigError(f"out: {out} holds something other than a tuning study ({summary} is not one)")
+        sweeps = []
+    else:
+        others = [p.name for p in out.iterdir() if not (
+            p.name.startswith("study.db") or p.name == SUMMARY + ".tmp"
+            or (p.is_dir() and p.name.startswith("sweep-")))]
+        if others:
+            shown = ", ".join(sorted(others)[:5]) + (", ..." if len(others) > 5 else "")
+            raise ConfigError(f"out: {out} holds something other than a tuning study ({shown}); "
+                              "choose another --out")
+        sweeps = sorted(p / SWEEP_SUMMARY for p in out.glob("sweep-*") if (p / SWEEP_SUMMARY).is_file())
+        was = None
+    for where in sweeps:  # a study stopped in its first round, before it wrote tune.json
+        try:
+            recorded = json.loads(where.read_text())["base"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"out: {out} holds something other than a tuning study ({where} is not a "
+                              "sweep's summary)") from None
+        if (diff := _differences(recorded, now)):
+            raise ConfigError(f"out: {out} holds a study of other settings ({'; '.join(diff)}); continue it "
+                              "with its own settings, or choose another --out")
+    if was is not None and (diff := _differences(was["base"], now)):
+        raise ConfigError(f"out: {out} holds a study of other settings ({'; '.join(diff)}); continue it with "
+                          "its own settings, or choose another --out")
 
 
 def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -105,6 +159,7 @@ class Study:
             grid = {**grid, "tau": list(Search().coarse)}
         if not grid:
             raise ConfigError("nothing to tune: give --grid NAME=V1,V2,... or --tau-search")
+        check_study_dir(out, base)
         self.base, self.grid, self.out = base, grid, Path(out)
         self.members, self.tau_search, self.echo = members, tau_search, echo or (lambda s: None)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +173,7 @@ class Study:
                                          direction="maximize", pruner=pr, load_if_exists=True)
         self.data = dataset
         self.which = "validation" if base.protocol == "holdout" else "test (test-selected: the paper protocol)"
+        self.write_summary()  # from now on the folder is known as this study's, however early it stops
 
     # ------------------------------------------------------------------ trials
     def _key(self, params: dict[str, Any]) -> str:
@@ -312,12 +368,13 @@ class Study:
     def table(self) -> list[str]:
         s = self.summary()
         names = list(self.grid)
+        which = "valid" if self.base.protocol == "holdout" else "test-selected"
         lines = [f"{'trial':>5}  " + "  ".join(f"{n:>10}" for n in names) + f"  {'state':>9}  {'epochs':>6}  "
-                 f"{self.base.metric + ' (' + ('valid' if self.base.protocol == 'holdout' else 'test') + ')':>22}"]
+                 f"{self.base.metric + ' (' + which + ')':>24}"]
         for t in s["trials"]:
             vals = "  ".join(f"{t['params'].get(n, '-')!s:>10}" for n in names)
             value = f"{t['value']:.4f}" if t["value"] is not None else "-"
-            lines.append(f"{t['number']:>5}  {vals}  {t['state']:>9}  {t['epochs_run'] or 0:>6}  {value:>22}")
+            lines.append(f"{t['number']:>5}  {vals}  {t['state']:>9}  {t['epochs_run'] or 0:>6}  {value:>24}")
         if s["best"]:
             lines.append(f"selected: {s['best']['params']} ({self.base.metric} {s['best']['value']:.4f} on "
                          f"{self.which})")
