@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import json
 import logging
+import math
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import numpy as np
-
+from ssmrec.data.config import PROTOCOLS
 from ssmrec.errors import DataError
-from ssmrec.train.config import ConfigError, TrainConfig, load_toml, parse_text
+from ssmrec.experiments.members import DIFFERING, check_member_setting, grid_texts, parse_member
+from ssmrec.train.config import (
+    LOSS_SETTINGS,
+    MODEL_SETTINGS,
+    SAMPLERS,
+    ConfigError,
+    TrainConfig,
+    _coerce,
+    check_device,
+    load_toml,
+    parse_text,
+)
 
 # setting -> (topic, help). The order here is the order of ``ssmrec train --help``.
 OPTIONS: dict[str, tuple[str, str]] = {
@@ -61,8 +76,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "eval_chunk": ("evaluation", "users scored at once (bounds memory)"),
     "seed": ("run", "seed of initialisation, shuffling and sampling"),
     "device": ("run", "auto, cpu or cuda"),
-    "threads": ("run", "torch CPU threads; 0 = auto: 1 for small data (< 200k pairs) or a busy machine, else the "
-                       "free cores, at most 8 (a resumed run keeps its count)"),
+    "threads": ("run", "torch CPU threads; 0 = auto: 1 for small data (< 200k pairs), else the cores other jobs "
+                       "leave free (load average less this run's own share), at most 8; the choice is printed "
+                       "(a resumed run keeps its count)"),
     "out": ("run", "run directory (default: runs/<dataset>-<model>-<loss>-<time>)"),
     "checkpoint_every": ("run", "seconds between mid-epoch checkpoints (0 = epoch ends only)"),
     "progress": ("run", "show a progress bar per epoch"),
@@ -119,6 +135,49 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             g.add_argument(*flags, dest=name, type=parse, default=None, metavar=name.upper(), help=text)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviations (``--epoch`` is refused, never taken for ``--epochs``), whose
+    errors come from the command they are about, with its usage, and suggest the flag or the
+    choice meant (exit code 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:  # refused by the (sub)command that was given them, which knows what was meant
+            self.error(self._unrecognized(extras))
+        return namespace, extras
+
+    def _unrecognized(self, extras: list[str]) -> str:
+        flags = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for arg in extras:
+            if arg.startswith("--"):
+                name = arg.split("=", 1)[0]
+                hints += [(name, c) for c in difflib.get_close_matches(name, flags, n=1, cutoff=0.6)]
+        msg = f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
+        if len(hints) == 1:
+            msg += f"; did you mean {hints[0][1]}?"
+        elif hints:
+            msg += "; did you mean " + ", ".join(f"{c} (for {n})" for n, c in hints) + "?"
+        return msg
+
+    def error(self, message: str):
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            close = difflib.get_close_matches(found.group(1), re.findall(r"'([^']*)'", found.group(2)), n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        usage = self.format_usage()
+        if usage.count("\n") > 4:  # a command with many options: a short usage, not a screenful of them
+            fmt = self._get_formatter()
+            positionals = [fmt._format_args(a, a.dest) for a in self._actions if not a.option_strings]
+            usage = f"usage: {' '.join([self.prog, '[options]', *positionals])}  (all options: {self.prog} --help)\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n")
+
+
 def _version() -> str:
     from ssmrec import __version__
 
@@ -126,11 +185,12 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ssmrec", description="Train and evaluate recommenders with sampled softmax and its rivals.")
     parser.add_argument("--version", action="version", version=f"ssmrec {_version()}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log warnings and details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also log details (INFO lines of every module); warnings and results print without it")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("datasets", help="list the registered datasets, where they are, their statistics")
     p.add_argument("--data-dir", default=None, help="folder searched first")
@@ -203,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("sweep", help="train K settings of one model and loss at once, over one batch stream "
-                                     "(members differ in seed, reg, tau, layers, margin, neg_weight, a0/a1)")
+                                     f"(members differ in {', '.join(DIFFERING)})")
     p.add_argument("--config", default=None,
                    help="TOML file of the base settings; a [sweep] table may list members = [{seed = 0}, "
                         "{reg = 1e-4, tau = 0.2}]; flags override the base settings")
@@ -211,16 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted sweep from its last checkpoint (only --device, --threads, "
                         "--progress and --checkpoint-every may be given with it)")
     p.add_argument("--member", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE...]",
-                   help="one member's settings, e.g. --member seed=1 --member reg=1e-4,tau=0.2 (repeatable; "
-                        "after the file's members)")
+                   help=f"one member's settings, e.g. --member seed=1 --member reg=1e-4,tau=0.2: "
+                        f"{', '.join(DIFFERING)}, or the loss's own parameters (repeatable; after the file's "
+                        "members)")
     _add_train_options(p)
 
     p = sub.add_parser("tune", help="tune settings on a grid: Optuna trials trained K at a time as sweeps, "
                                     "pruned by successive halving, resumable (SQLite or any RDB URL)")
     p.add_argument("--config", default=None, help="TOML file of the base settings; flags override it")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
-                   help="values of one sweepable setting (seed, reg, tau, layers, margin, neg_weight, a0, a1); "
-                        "repeatable: every combination is a trial")
+                   help=f"values of one setting sweep members may differ in ({', '.join(DIFFERING)}, or the "
+                        "loss's own parameters); repeatable: every combination is a trial")
     p.add_argument("--tau-search", action="store_true",
                    help="the study's temperature search: tau in {0.1, 0.2, 0.5, 1.0}, then steps of 0.02 around "
                         "the best")
@@ -254,11 +315,174 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the measurements to this JSON file")
     p.add_argument("--into", default=None, help="add them to this result record (a results/records/*.json)")
     p.add_argument("--device", default="auto")
+    for p in sub.choices.values():  # -v after the command works too
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def _train_values(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in OPTIONS if getattr(args, name, None) is not None}
+
+
+# --------------------------------------------------------------------------- checks before torch
+# Importing torch takes seconds: what can be refused without it is refused first, each setting
+# with the message TrainConfig.validate gives it (tests/test_cli_edges.py holds the two together).
+METRIC_NAMES = ("recall", "ndcg", "precision", "hitrate", "mrr")
+"""``ssmrec.eval.metrics.METRICS`` (a module that imports torch)."""
+LOSS_NAMES = (*LOSS_SETTINGS, "sm", "sampled_softmax", "infonce", "adap-tau", "adap_tau", "sl@k", "slatk",
+              "corrected-logq", "corrected_logq")
+"""The built-in losses and their aliases (``ssmrec.losses.LOSSES`` and ``ALIASES``, which import torch)."""
+_POSITIVE = ("batch_size", "epochs", "eval_every", "dim", "eval_chunk", "nproc")
+_NON_NEGATIVE = ("patience", "layers", "extra_negatives", "threads", "kcore")
+
+
+def _losses_may_be_registered(values: dict[str, Any], config: str | None) -> bool:
+    """A loss name unknown here may still be one a plugin or an installed package registers."""
+    if values.get("plugins") or config:
+        return True
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group="ssmrec.losses"))
+
+
+def check_settings(values: dict[str, Any], source: str = "command line", *, config: str | None = None) -> None:
+    """Refuse, without importing torch, the settings in ``values`` that :meth:`TrainConfig.validate`
+    would refuse on their own (types, ranges, choices), with its message. Combinations of settings
+    and the losses' own parameters are left to it."""
+    fields_ = {f.name: f for f in fields(TrainConfig)}
+
+    def bad(name, msg):
+        raise ConfigError(f"{source}: {name} {msg}")
+
+    v = {name: _coerce(fields_[name], value, source) for name, value in values.items() if name in fields_}
+    if v.get("dataset") == "":
+        bad("dataset", "must name a dataset, a folder or a file, got ''")
+    if "model" in v and v["model"].lower().replace("+", "p").replace("-", "") not in MODEL_SETTINGS:
+        bad("model", f"must be one of {', '.join(MODEL_SETTINGS)}, got {v['model']!r}")
+    if "loss" in v and v["loss"].lower() not in LOSS_NAMES and not _losses_may_be_registered(v, config):
+        bad("loss", f"unknown loss {v['loss']!r}; choose one of {', '.join(LOSS_SETTINGS)} "
+                    "(or register one: ssmrec.losses.register_loss)")
+    if "protocol" in v and v["protocol"] not in PROTOCOLS:
+        bad("protocol", f"must be one of {PROTOCOLS}, got {v['protocol']!r}")
+    if "side" in v and v["side"] not in ("user", "item"):
+        bad("side", f"must be 'user' or 'item', got {v['side']!r}")
+    for name in ("similarity", "test_similarity"):
+        if v.get(name) is not None and v[name] not in ("cos", "ip"):
+            bad(name, f"must be 'cos' or 'ip', got {v[name]!r}")
+    if "device" in v:
+        check_device(v["device"], f"{source}: device")
+    if "sampler" in v and v["sampler"] not in SAMPLERS:
+        bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {v['sampler']!r}")
+    if v.get("sync_every", 0) < 0:
+        bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {v['sync_every']}")
+    for name in ("tau", "lr"):
+        if name in v and not (math.isfinite(v[name]) and v[name] > 0):
+            bad(name, f"must be a finite number > 0, got {v[name]}")
+    for name in ("reg", "neg_weight", "max_seconds", "checkpoint_every"):
+        if name in v and not (math.isfinite(v[name]) and v[name] >= 0):
+            bad(name, f"must be a finite number >= 0, got {v[name]}")
+    for name in ("a0", "a1", "negative_beta", "min_rating", "positive_min", "negative_max"):
+        if v.get(name) is not None and not math.isfinite(v[name]):
+            bad(name, f"must be a finite number, got {v[name]}")
+    if "margin" in v and not -1 <= v["margin"] < 1:
+        bad("margin", f"must be in [-1, 1) (it is compared with a cosine), got {v['margin']}")
+    if "valid_fraction" in v and not 0 <= v["valid_fraction"] < 1:
+        bad("valid_fraction", f"must be in [0, 1), got {v['valid_fraction']}")
+    for name in _POSITIVE:
+        if name in v and v[name] < 1:
+            bad(name, f"must be positive, got {v[name]}")
+    for name in _NON_NEGATIVE:
+        if name in v and v[name] < 0:
+            bad(name, f"must be >= 0, got {v[name]}")
+    for name in ("seed", "split_seed"):
+        if name in v and not 0 <= v[name] < 2**63:
+            bad(name, f"must be between 0 and 2**63 - 1, got {v[name]}")
+    if v.get("negatives") is not None and v["negatives"] < 1:
+        bad("negatives", f"must be >= 1, got {v['negatives']}")
+    if "ratios" in v:
+        TrainConfig._check_ratios(SimpleNamespace(ratios=v["ratios"]), bad)
+    if "ks" in v and not v["ks"]:
+        bad("ks", "must list at least one cut-off K")
+    if "ks" in v and any(k < 1 for k in v["ks"]):
+        bad("ks", f"must all be positive, got {' '.join(map(str, v['ks']))}")
+    if "metric" in v:
+        m, _, k = v["metric"].partition("@")
+        if m not in METRIC_NAMES or not k.isdigit() or int(k) < 1:
+            bad("metric", f"must look like 'recall@20' with one of {METRIC_NAMES} and K >= 1, got {v['metric']!r}")
+
+
+def _check_file(path: str, flag: str) -> None:
+    """An input file that exists (a settings file, a record)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {p}: is a folder, not a file")
+    if not p.is_file():
+        raise ConfigError(f"{flag} {p}: no such file")
+
+
+def _check_run_dir(path: str, what: str = "a run directory", marker: str = "config.json") -> None:
+    """A folder that holds a run (``config.json``) or a sweep (``sweep.json``): refused before
+    anything is loaded, with the message the loaders give."""
+    p = Path(path)
+    if not (p / marker).is_file():
+        raise ConfigError(f"{p}: not {what} (no {marker})")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """What the command line can refuse before any heavy import: settings given as flags, the
+    files and folders named, the commands' own numbers (each command checks again as it runs)."""
+    cmd = args.command
+    if cmd in ("train", "sweep", "tune"):
+        if args.config:
+            _check_file(args.config, "--config")
+        check_settings(_train_values(args), config=args.config)
+    if cmd == "train" and args.resume:
+        _check_run_dir(args.resume)
+    if cmd == "sweep":
+        if args.resume:
+            _check_run_dir(args.resume, "a sweep directory", "sweep.json")
+        for text in args.member:
+            for key in parse_member(text):
+                check_member_setting(key, f"--member {text}")
+    if cmd == "tune":
+        if args.members < 1:
+            raise ConfigError(f"--members must be positive, got {args.members}")
+        if args.min_epochs < 1:
+            raise ConfigError(f"--min-epochs must be positive, got {args.min_epochs}")
+        grid_texts(args.grid)
+    if cmd in ("evaluate", "recommend", "export", "analyze"):
+        _check_run_dir(args.run_dir)
+    if getattr(args, "device", None) is not None and cmd not in ("train", "sweep", "tune"):
+        check_device(args.device, "--device")
+    if cmd in ("experiment", "rerun") and args.threads is not None and args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    if cmd == "experiment" and args.max_seconds is not None and not (math.isfinite(args.max_seconds)
+                                                                    and args.max_seconds >= 0):
+        raise ConfigError(f"--max-seconds must be a finite number >= 0, got {args.max_seconds}")
+    if cmd == "experiment":
+        for path in args.grid:
+            _check_file(path, "grid")
+    if cmd == "rerun":
+        _check_file(args.record, "record")
+    if cmd in ("recommend", "evaluate") and args.chunk is not None and args.chunk < 1:
+        raise ConfigError(f"--chunk must be positive, got {args.chunk}")
+    if cmd == "analyze":
+        if args.users < 1:
+            raise ConfigError(f"--users must be positive, got {args.users}")
+        if args.out:
+            _check_output_file(args.out, "--out")
+        if args.into:
+            _check_file(args.into, "--into")
+    if cmd == "serve":
+        if not 0 <= args.port <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+        if args.threads < 0:
+            raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+        for flag, value in (("--ef-search", args.ef_search), ("--nprobe", args.nprobe)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be positive, got {value}")
+        if not Path(args.export_dir).is_dir():
+            raise ConfigError(f"{args.export_dir}: no such folder (an export, or a run directory with export/)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -305,11 +529,7 @@ def _train(dist, cfg: TrainConfig, resume: str | None, flags: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ssmrec.eval.evaluator import Evaluator
-    from ssmrec.train.config import check_device
-    from ssmrec.train.restore import restore
-
-    # nonsense is refused before the run is loaded, and anything scored or written
+    # nonsense is refused before the run is loaded (and torch imported), and anything scored or written
     if args.ks is not None and any(k < 1 for k in args.ks):
         raise ConfigError(f"--k: cut-offs must be positive, got {' '.join(map(str, args.ks))}")
     if args.chunk is not None and args.chunk < 1:
@@ -317,6 +537,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_device(args.device, "--device")
     if args.json_out:
         _check_output_file(args.json_out, "--json")
+    from ssmrec.eval.evaluator import Evaluator
+    from ssmrec.train.restore import restore
+
     r = restore(args.run_dir, device=args.device)
     cfg = r.cfg
     if args.split == "valid":
@@ -334,7 +557,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                    chunk_size=args.chunk or cfg.eval_chunk, device=r.model.user_emb.device,
                    progress=sys.stderr.isatty())
     metrics = ev.evaluate_model(r.model)
-    print(f"{args.run_dir} (epoch {r.epoch}, {args.split}, similarity {ev.similarity}, "
+    chosen = ", test-selected" if cfg.protocol == "paper" else ", selected on validation"
+    print(f"{args.run_dir} (epoch {r.epoch}{chosen}, {args.split}, similarity {ev.similarity}, "
           f"{int(ev.users.numel())} users)")
     for key, value in metrics.items():
         print(f"  {key:<14} {value:.6f}")
@@ -347,6 +571,8 @@ OUTPUT_SUFFIXES = (".tsv", ".csv", ".txt", ".parquet")
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    import numpy as np  # here: `ssmrec --help` and refusals stay fast
+
     if args.all and not args.out:
         raise ConfigError("--all needs --out FILE (.tsv, .csv, .txt or .parquet)")
     if args.k < 1:
@@ -383,6 +609,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def _answer_from_export(args: argparse.Namespace):
     """The run's ``export/`` (written when training finished): numpy only, no data files."""
+    import numpy as np  # here: `ssmrec --help` and refusals stay fast
+
     from ssmrec.serve.export import ExportError, load_export
 
     run = Path(args.run_dir)
@@ -415,6 +643,7 @@ def _answer_from_export(args: argparse.Namespace):
 
 def _answer_from_model(args: argparse.Namespace):
     """Restore the model from its checkpoint and data (runs without an export)."""
+    import numpy as np  # here: `ssmrec --help` and refusals stay fast
     import torch
 
     from ssmrec.eval.ranking import SeenItems, iter_topk
@@ -605,8 +834,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid, loss=base.loss)
     name = Path(base.dataset).name.split(".")[0]
     out = Path(base.out) if base.out else Path("runs") / f"{name}-{base.model}-{base.loss}-tune"
-    if out.exists() and not (out / "tune.json").exists() and any(out.iterdir()):
-        raise ConfigError(f"out: {out} holds something other than a tuning study")
     study = Study(base.replace({"out": None}), grid, out, storage=args.storage, name=args.study,
                   members=args.members, pruner=args.pruner, min_epochs=args.min_epochs,
                   tau_search=args.tau_search, echo=lambda line: print(line, flush=True))
@@ -681,15 +908,49 @@ COMMANDS = {
 }
 
 
+NOTICES = ("ssmrec.data", "ssmrec.train.setup")
+"""Loggers whose INFO lines say what was done and print without ``-v``: each data filter and split
+(rows, users and items before and after), the thread count ``--threads 0`` chose."""
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``-v``: every line as ``LEVEL logger: message``. Without: warnings as ``warning: message``,
+    the notices of :data:`NOTICES` as plain lines, no INFO lines."""
+
+    def __init__(self, verbose: bool):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose:
+            return super().format(record)
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h.formatter, _ConsoleFormatter)]:
+        root.removeHandler(old)  # main() called again in one process
+    if not root.handlers:  # as logging.basicConfig: a program that set logging up keeps its own
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_ConsoleFormatter(verbose))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in NOTICES:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ssmrec.errors import TrainingError
     from ssmrec.train.signals import Interrupted
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ssmrec.data").setLevel(logging.INFO)  # what each filter and split did
+    _configure_logging(args.verbose)
     try:
+        check_args(args)
         return COMMANDS[args.command](args)
     except (DataError, ConfigError, TrainingError) as e:
         print(f"ssmrec {args.command}: error: {e}", file=sys.stderr)

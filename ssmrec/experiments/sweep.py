@@ -475,12 +475,14 @@ class Sweep(SweepCheckpoints):
         """One line per member: settings, best epoch, test metric, epochs run, stop reason."""
         metric = self.cfg.metric
         width = max(8, *(len(m.label) for m in self.members))
-        lines = [f"{'member':>6}  {'settings':<{width}}  {'best epoch':>10}  {'test ' + metric:>16}  "
+        head = ("test-selected " if self.cfg.protocol == "paper" else "test ") + metric  # chosen on test?
+        w = max(16, len(head))
+        lines = [f"{'member':>6}  {'settings':<{width}}  {'best epoch':>10}  {head:>{w}}  "
                  f"{'epochs':>6}  stop"]
         for m in self.members:
             value = (m.result or {}).get("test", {}).get(metric)
             shown = f"{value:.4f}" if value is not None else "-"
-            lines.append(f"{m.index:>6}  {m.label:<{width}}  {m.stopper.best_epoch:>10}  {shown:>16}  "
+            lines.append(f"{m.index:>6}  {m.label:<{width}}  {m.stopper.best_epoch:>10}  {shown:>{w}}  "
                          f"{m.epochs_run:>6}  {m.stop_reason or 'training'}")
         return lines
 

@@ -444,7 +444,11 @@ class Trainer:
             self.run.write_metrics(result)
         self.callbacks("on_train_end", self, result)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in test.items())
-        self.echo(f"best epoch {best_epoch} ({reason}); test: {shown}")
+        # the label the README promises: a test result whose epoch was chosen on test says so
+        if cfg.protocol == "paper":
+            self.echo(f"best epoch {best_epoch} ({reason}); test (test-selected): {shown}")
+        else:
+            self.echo(f"best epoch {best_epoch} ({reason}; selected on validation); test: {shown}")
         if self.run is not None:
             self.echo(f"run directory: {self.run.path}")
         return result
