@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -30,6 +31,11 @@ class Evaluator:
         dislikes: held-out explicit negatives; adds ``dislike@K``, the share of a user's held-out
             dislikes ranked in their top K (lower is better), averaged over the evaluated users
             who have any (default: none).
+        sample: evaluate a fixed, seeded sample of this many users with held-out items instead
+            of all of them (0 or at least their number: all; default: 0). The same users every
+            evaluation, so epochs compare; :meth:`MetricAccumulator.intervals` gives the
+            uncertainty the sample adds.
+        seed: seed of the sample (default: 0).
     """
 
     def __init__(
@@ -44,6 +50,8 @@ class Evaluator:
         device: torch.device | str = "cpu",
         progress: bool = False,
         dislikes: Interactions | None = None,
+        sample: int = 0,
+        seed: int = 0,
     ):
         self.target = target
         self.exclude = list(exclude)
@@ -53,7 +61,8 @@ class Evaluator:
         self.device = torch.device(device)
         self.seen = SeenItems(self.exclude, self.device) if self.exclude else None
         self.keys = relevant_keys(target, self.device)
-        self.users = torch.from_numpy(target.active_users).to(self.device)
+        self.users = torch.from_numpy(sample_users(target.active_users, sample, seed)).to(self.device)
+        self.sampled = self.users.numel() < target.active_users.size
         self.n_relevant = torch.from_numpy(target.user_degree).to(self.device)
         self.last: MetricAccumulator | None = None
         self.progress = progress
@@ -93,6 +102,13 @@ class Evaluator:
         self.last = combine(acc) if combine is not None else acc
         return self.last.compute()
 
+    def intervals(self, level: float = 0.95) -> dict[str, float]:
+        """Half-widths of the confidence intervals of the last evaluation's means (see
+        :meth:`MetricAccumulator.intervals`)."""
+        if self.last is None:
+            raise RuntimeError("evaluate first")
+        return self.last.intervals(level)
+
     @torch.no_grad()
     def evaluate_model(self, model: torch.nn.Module, **kwargs) -> dict[str, float]:
         was_training = model.training
@@ -102,3 +118,14 @@ class Evaluator:
         finally:
             model.train(was_training)
         return self.evaluate(u, i, **kwargs)
+
+
+def sample_users(users: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` of ``users`` drawn without replacement by a seeded generator, in increasing order
+    (all of them when ``n`` is 0 or at least their number)."""
+    if n < 0:
+        raise ValueError(f"a user sample must be a positive number of users (0: all), got {n}")
+    if not n or n >= users.size:
+        return users
+    pick = np.random.default_rng(seed).choice(users.size, size=n, replace=False)
+    return np.sort(users[pick])

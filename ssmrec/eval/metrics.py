@@ -117,6 +117,21 @@ class MetricAccumulator:
             out[key] = float(v.mean()) if v.size else float("nan")
         return out
 
+    def intervals(self, level: float = 0.95) -> dict[str, float]:
+        """Half-widths of the normal-approximation confidence interval of each mean over the
+        evaluated users: ``z * std / sqrt(n)`` (``z`` = 1.96 at 95%; sample std, ``ddof=1``); NaN
+        with fewer than two users. It measures the uncertainty from which users were evaluated,
+        e.g. when selection runs on a sample of them."""
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        out = {}
+        for key, v in self.values.items():
+            v = v[self.seen]
+            v = v[~np.isnan(v)]
+            out[key] = float(z * v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+        return out
+
     def per_user(self, key: str) -> np.ndarray:
         """The values of ``key`` (e.g. ``"recall@20"``) for the evaluated users, in user order."""
         return self.values[key][self.seen]
