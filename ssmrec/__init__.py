@@ -1,6 +1,6 @@
 """ssmrec: collaborative filtering with the sampled softmax loss and its rivals."""
 
-__version__ = "0.1.0"
+from ssmrec._version import __version__
 
 __all__ = ["Recommender", "__version__"]
 

@@ -179,7 +179,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    from ssmrec import __version__
+    from ssmrec._version import __version__
 
     return __version__
 

@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 
 from ssmrec.data.sampling import shard_range
+from ssmrec.errors import TrainingError
 
 TIMEOUT_ENV = "SSMREC_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 600.0
@@ -240,15 +241,13 @@ def init(device: str = "auto", timeout: float | None = None) -> DistContext:
     ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL on ``cuda:LOCAL_RANK`` when the
     device is CUDA, gloo on the CPU; collectives fail after ``timeout`` seconds (default:
     :func:`timeout_seconds`)."""
-    from ssmrec.train.trainer import resolve_device
+    from ssmrec.train.setup import resolve_device
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
     dev = resolve_device(device)
     if dev.type == "cuda":
         if local >= torch.cuda.device_count():
-            from ssmrec.train.trainer import TrainingError
-
             raise TrainingError(f"process {local} of this machine needs GPU cuda:{local}, but "
                                 f"{torch.cuda.device_count()} GPU(s) are visible: one process per GPU")
         dev = torch.device("cuda", local)
@@ -299,7 +298,7 @@ def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int = 1, device: 
     * ``nproc`` 1: in this process, with :data:`SINGLE`;
     * ``nproc`` > 1: in ``nproc`` processes spawned here (ranks 0..nproc-1 on a free local
       port), waiting for all. If one fails, the others are terminated and a
-      :class:`~ssmrec.train.trainer.TrainingError` names the first worker that failed and why
+      :class:`~ssmrec.errors.TrainingError` names the first worker that failed and why
       (followed by ``hint``). Returns None then (results go through files).
     """
     if in_torchrun():
@@ -325,7 +324,6 @@ def _spawn(fn, args, nproc, device, timeout, hint):
     from torch.multiprocessing.spawn import ProcessException
 
     from ssmrec.train.signals import SIGNALS, Interrupted, signal_name
-    from ssmrec.train.trainer import TrainingError
 
     errors = Path(tempfile.mkdtemp(prefix="ssmrec-workers-"))
     received: list[int] = []

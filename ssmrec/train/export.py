@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssmrec import __version__
+from ssmrec._version import __version__
 from ssmrec.data.dataset import Dataset
 from ssmrec.data.interactions import Interactions
 from ssmrec.train.config import TrainConfig

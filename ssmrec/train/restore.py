@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from ssmrec.data.dataset import Dataset, load_dataset
+from ssmrec.errors import TrainingError
 from ssmrec.models import build_model
 from ssmrec.models.base import Recommender
 from ssmrec.train.config import TrainConfig
 from ssmrec.train.run import BEST, LAST, RunDir
-from ssmrec.train.trainer import TrainingError, resolve_device
+from ssmrec.train.setup import resolve_device
 
 
 @dataclass
