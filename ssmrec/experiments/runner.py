@@ -22,6 +22,7 @@ from ssmrec.eval.evaluator import Evaluator
 from ssmrec.eval.popularity import topk_profile
 from ssmrec.experiments.claims import analyse
 from ssmrec.experiments.grid import Cell, Grid, load_grid, with_setting
+from ssmrec.experiments.grid_sweeps import GridContext, run_sweeps
 from ssmrec.train.config import save_json
 from ssmrec.train.run import LAST, PidLock, RunDir
 from ssmrec.train.trainer import Trainer
@@ -84,9 +85,8 @@ class Runner:
         grid = grid if isinstance(grid, Grid) else load_grid(grid)
         self._sweep = sweep
         if sweep:
-            from ssmrec.experiments.grid_sweeps import run_sweeps
-
-            run_sweeps(self, [c for c in grid.cells if not only or matches(c.id, only)], grid.search, dry_run=dry_run)
+            run_sweeps(self._grid_context(), [c for c in grid.cells if not only or matches(c.id, only)], grid.search,
+                       dry_run=dry_run)
         done = []
         for cell in grid.cells:
             if only and not matches(cell.id, only):
@@ -108,10 +108,8 @@ class Runner:
 
         def stage(values):
             if self._sweep and not dry_run:  # the values not run yet, as one sweep
-                from ssmrec.experiments.grid_sweeps import run_sweeps
-
-                run_sweeps(self, [with_setting(cell, **{s.param: v, "seed": s.seed})
-                                  for v in values if v not in scores])
+                run_sweeps(self._grid_context(), [with_setting(cell, **{s.param: v, "seed": s.seed})
+                                                  for v in values if v not in scores])
             for v in values:
                 if v in scores:
                     continue
@@ -138,6 +136,16 @@ class Runner:
         self.echo(f"[{cell.experiment}] {s.param} search: best {best} "
                   f"({', '.join(f'{k}: {v:.4f}' for k, v in sorted(scores.items()))})")
         return best
+
+    def _grid_context(self) -> GridContext:
+        """What the grid's sweeps need from this runner (:func:`run_sweeps`)."""
+        def record(cell: Cell, trained: Any, result: dict, seconds: float) -> dict[str, Any]:
+            rec = self._record(cell, trained, result, seconds)
+            self.save_record(cell, rec)
+            return rec
+
+        return GridContext(runs_dir=self.runs_dir, overrides=self.overrides, echo=self.echo, find_run=self.find_run,
+                           recorded=lambda cell: self.record(cell) is not None, record=record, listed=self._listed)
 
     # ------------------------------------------------------------------ one cell
     def run_cell(self, cell: Cell, *, dry_run: bool = False) -> dict[str, Any] | None:
