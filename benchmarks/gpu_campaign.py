@@ -88,7 +88,7 @@ def timings(dataset, device: str, out: Path) -> list[dict]:
             print(json.dumps(rows[-1]), flush=True)
             del t
         # a K = 8 sweep (seeds 0-7) over the same batches: one epoch after a warm-up one
-        from ssmrec.experiments.sweep import Sweep
+        from ssmrec.sweeps.sweep import Sweep
 
         cfg = TrainConfig.from_dict(dict(dataset=dataset.name, model=model, layers=layers, loss=loss, device=device,
                                          progress=False, epochs=2))

@@ -10,7 +10,7 @@ layers), and all train on the batches and negatives of seed 0:
 * solo: each member as a solo :class:`~ssmrec.train.trainer.Trainer` whose sampler is the sweep's
   stream (as ``tests/test_sweep.py`` builds them); its batch time is the median of the timed
   batches; the K solo runs together cost the sum of their medians;
-* sweep: one :class:`~ssmrec.experiments.sweep.Sweep` over the same batches, its median batch time;
+* sweep: one :class:`~ssmrec.sweeps.sweep.Sweep` over the same batches, its median batch time;
 * ratio = (sum of the K solo medians) / (sweep median): the wall time of K solo runs over a fixed
   number of batches divided by one sweep's over the same batches (an epoch is 396 batches on
   Gowalla, too long to repeat K + 1 times per workload on a shared machine: the epoch figures are
@@ -36,7 +36,7 @@ import warnings
 import torch
 
 from ssmrec.data import DataConfig, load_dataset
-from ssmrec.experiments.sweep import Sweep, keep_freed_memory
+from ssmrec.sweeps.sweep import Sweep, keep_freed_memory
 from ssmrec.train import TrainConfig, Trainer
 
 WORKLOADS = [("mf", 0, "bpr"), ("mf", 0, "ssm"), ("svdpp", 0, "bpr"), ("svdpp", 0, "ssm"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from ssmrec.data.config import PROTOCOLS
 from ssmrec.errors import DataError
-from ssmrec.experiments.members import DIFFERING, check_member_setting, grid_texts, parse_member
+from ssmrec.sweeps.members import DIFFERING, check_member_setting, grid_texts, parse_member
 from ssmrec.train.config import (
     LOSS_SETTINGS,
     MODEL_SETTINGS,
@@ -796,8 +796,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ssmrec.experiments.members import member_configs, parse_member
-    from ssmrec.experiments.sweep import Sweep, check_new_sweep_dir, default_sweep_dir
+    from ssmrec.sweeps.members import member_configs, parse_member
+    from ssmrec.sweeps.sweep import Sweep, check_new_sweep_dir, default_sweep_dir
     from ssmrec.train.config import read_toml
 
     if args.resume:
@@ -827,7 +827,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from ssmrec.experiments.tune import Study, parse_grid
+    from ssmrec.sweeps.tuning import Study, parse_grid
 
     base = TrainConfig.from_dict(load_toml(args.config) if args.config else {}, source=args.config or "settings")
     base = base.replace(_train_values(args), source="command line")

@@ -44,7 +44,7 @@ def grid_file(tmp_path, tiny_dir, more=""):
 
 def interrupt_in_epoch_2(monkeypatch):
     """Every sweep stops (as on SIGTERM) after the first step of its second epoch."""
-    from ssmrec.experiments import sweep as sweep_module
+    from ssmrec.sweeps import sweep as sweep_module
 
     real_step = sweep_module.Sweep.step
 
@@ -202,7 +202,7 @@ def test_a_grids_per_cell_budget_is_multiplied_by_its_sweeps_cells(tmp_path, tin
 
 
 def test_a_diverged_member_is_not_recorded_and_its_cell_runs_on_its_own(tmp_path, tiny_dir, monkeypatch):
-    from ssmrec.experiments import sweep as sweep_module
+    from ssmrec.sweeps import sweep as sweep_module
 
     path = write_grid(tmp_path / "g.toml", tiny_dir, regs="[1e-4, 1e-2, 1e-1]")
     real = sweep_module.Sweep.step

@@ -80,7 +80,7 @@ def test_a_sweep_member_is_titled_by_its_settings(tmp_path, figures):
 
 
 def test_a_real_sweep_members_plot_shows_its_settings(tiny, tmp_path, figures):
-    from ssmrec.experiments.sweep import Sweep
+    from ssmrec.sweeps.sweep import Sweep
     from ssmrec.train import TrainConfig
 
     cfg = TrainConfig.from_dict({"dataset": "tiny", "model": "mf", "loss": "ssm", "dim": 8, "epochs": 2,

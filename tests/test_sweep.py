@@ -11,9 +11,9 @@ import torch
 from ssmrec.data.sampling import PairSampler
 from ssmrec.errors import ConfigError
 from ssmrec.eval.evaluator import Evaluator
-from ssmrec.experiments.members import member_configs, parse_member
-from ssmrec.experiments.sweep import Sweep
 from ssmrec.losses import default_negatives, kind_of
+from ssmrec.sweeps.members import member_configs, parse_member
+from ssmrec.sweeps.sweep import Sweep
 from ssmrec.train import TrainConfig, Trainer
 from ssmrec.train.restore import restore
 
@@ -143,7 +143,7 @@ def test_members_may_set_their_losss_own_parameters(tiny, tiny_dir, tmp_path, ca
     sweep = check_sweep(tiny, base, [{"seed": 0, "tau2": 0.8}, {"seed": 1, "tau2": "1.2"}])  # text from a flag
     assert [m.cfg.loss_params for m in sweep.members] == [{"tau2": 0.8}, {"tau2": 1.2}]
     from ssmrec.cli import main
-    from ssmrec.experiments.tune import parse_grid
+    from ssmrec.sweeps.tuning import parse_grid
 
     assert parse_grid(["tau2=0.8,1.2", "reg=0,1e-4"], loss="bsl") == {"tau2": [0.8, 1.2], "reg": [0.0, 1e-4]}
     assert parse_grid(["activation=tanh,relu"], loss="psl") == {"activation": ["tanh", "relu"]}

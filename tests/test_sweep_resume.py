@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ssmrec.errors import ConfigError, TrainingError
-from ssmrec.experiments.sweep import Sweep
+from ssmrec.sweeps.sweep import Sweep
 from ssmrec.train import TrainConfig
 from ssmrec.train.signals import Interrupted
 

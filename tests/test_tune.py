@@ -10,8 +10,8 @@ import pytest
 
 from ssmrec.cli import main
 from ssmrec.errors import ConfigError
-from ssmrec.experiments import tune
-from ssmrec.experiments.tune import Study, combinations, parse_grid
+from ssmrec.sweeps import tuning
+from ssmrec.sweeps.tuning import Study, combinations, parse_grid
 from ssmrec.train import TrainConfig
 
 BASE = {"dataset": "tiny", "model": "mf", "loss": "bpr", "dim": 8, "lr": 0.01, "batch_size": 512, "epochs": 6,
@@ -78,14 +78,14 @@ def test_a_stopped_study_resumes_its_sweep_where_it_stopped(tiny, tmp_path, monk
     grid = {"reg": [1e-4, 1e-2, 1e-1]}
     whole = Study(cfg, grid, tmp_path / "whole", members=2, pruner="none", dataset=tiny, echo=None).run()
 
-    class StoppedInEpoch2(tune.Sweep):
+    class StoppedInEpoch2(tuning.Sweep):
         def step(self, batch):
             out = super().step(batch)
             if self.epoch == 1 and batch.index == 0:
                 self.stop.request(signal.SIGTERM)
             return out
 
-    monkeypatch.setattr(tune, "Sweep", StoppedInEpoch2)
+    monkeypatch.setattr(tuning, "Sweep", StoppedInEpoch2)
     with pytest.raises(Interrupted, match="run the same ssmrec tune command again"):
         Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=None).run()
     monkeypatch.undo()
@@ -134,13 +134,13 @@ def test_a_prune_decided_after_the_last_checkpoint_survives_a_kill(tiny, tmp_pat
     whole = Study(cfg, grid, tmp_path / "whole", echo=None, **sha).run()
     assert "PRUNED" in [t["state"] for t in whole["trials"]]  # the scenario needs a prune at epoch 2
 
-    class KilledBeforeEpoch2Checkpoint(tune.Sweep):
+    class KilledBeforeEpoch2Checkpoint(tuning.Sweep):
         def _checkpoint(self):
             if self.epoch == 2:
                 raise Killed()
             super()._checkpoint()
 
-    monkeypatch.setattr(tune, "Sweep", KilledBeforeEpoch2Checkpoint)
+    monkeypatch.setattr(tuning, "Sweep", KilledBeforeEpoch2Checkpoint)
     with pytest.raises(Killed):
         Study(cfg, grid, tmp_path / "cut", echo=None, **sha).run()
     monkeypatch.undo()
@@ -162,7 +162,7 @@ def test_a_study_stopped_after_a_sweep_finished_reads_its_results_instead_of_tra
         Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=None).run()
     monkeypatch.undo()
     trained = []
-    monkeypatch.setattr(tune.Sweep, "fit", lambda self: trained.append(self) or [])
+    monkeypatch.setattr(tuning.Sweep, "fit", lambda self: trained.append(self) or [])
     lines = []
     s = Study(cfg, grid, tmp_path / "cut", members=2, pruner="none", dataset=tiny, echo=lines.append).run()
     assert trained == [] and any("their results are read from it" in line for line in lines)
@@ -260,10 +260,10 @@ def test_a_study_folder_an_older_version_left_in_round_1_is_accepted(tiny_dir, t
     (out / "sweep-0000").mkdir(parents=True)
     (out / "study.db").write_bytes(b"")
     (out / "sweep-0000" / "sweep.json").write_text(json.dumps({"status": "running", "base": cfg.to_dict()}))
-    tune.check_study_dir(out, cfg)
-    tune.check_study_dir(out, cfg.replace({"threads": 2, "device": "cpu"}))
+    tuning.check_study_dir(out, cfg)
+    tuning.check_study_dir(out, cfg.replace({"threads": 2, "device": "cpu"}))
     with pytest.raises(ConfigError, match=r"holds a study of other settings \(epochs 6 \(the study's\) vs 7\)"):
-        tune.check_study_dir(out, cfg.replace({"epochs": 7}))
+        tuning.check_study_dir(out, cfg.replace({"epochs": 7}))
     (out / "runs.csv").write_text("")
     with pytest.raises(ConfigError, match=r"holds something other than a tuning study \(runs.csv\)"):
-        tune.check_study_dir(out, cfg)
+        tuning.check_study_dir(out, cfg)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssmrec.sweeps.search import Search
 from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, loss_settings, read_toml
 
 # settings that do not change what a run computes (where, how fast, how loud); the time budget is
@@ -86,21 +87,6 @@ def result_settings(cfg: TrainConfig) -> dict[str, Any]:
     if "negatives" in out and not out["negatives"] and "extra_negatives" in loss_settings(loss):
         del out["negatives"]  # an in-batch loss without sampled negatives: as before they could have any
     return out
-
-
-@dataclass
-class Search:
-    """The study's temperature search: a coarse grid, then a fine grid around the best value."""
-
-    param: str = "tau"
-    coarse: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0)
-    step: float = 0.02
-    span: int = 2
-    seed: int = 0
-
-    def fine(self, best: float) -> list[float]:
-        vals = [round(best + k * self.step, 6) for k in range(-self.span, self.span + 1)]
-        return [v for v in vals if v > 0]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Cells of one grid that differ only in settings a sweep's members may differ in — ``reg``, ``tau``,
 ``layers``, ``margin``, ``neg_weight`` — are trained as the members of one
-:class:`~ssmrec.experiments.sweep.Sweep` (an L2 search, a temperature grid, LightGCN's layer
+:class:`~ssmrec.sweeps.sweep.Sweep` (an L2 search, a temperature grid, LightGCN's layer
 search). Not ``seed``: a sweep's members all see the batches of its base seed, so a seed member is
 not the solo run of its cell; cells that differ in seed are separate sweeps. Every member is the
 solo run of its cell to float rounding (``tests/test_sweep.py``), and each gets the record a solo
@@ -35,9 +35,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from ssmrec.errors import ConfigError
-from ssmrec.experiments.grid import Cell, Search, result_settings, with_setting
-from ssmrec.experiments.members import member_configs
-from ssmrec.experiments.sweep import SUMMARY, Sweep
+from ssmrec.experiments.grid import Cell, result_settings, with_setting
+from ssmrec.sweeps.members import member_configs
+from ssmrec.sweeps.search import Search
+from ssmrec.sweeps.sweep import SUMMARY, Sweep
 from ssmrec.train.restore import restore
 from ssmrec.train.run import LAST, PidLock, RunDir
 

@@ -71,7 +71,7 @@ def to_torch_csr_raw(m: sp.csr_matrix, dtype: torch.dtype = torch.float32) -> to
 def sparse_mm(w: torch.Tensor, x: torch.Tensor, block: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
     """``w @ x`` (plus ``out`` when given), in column blocks of ``block`` when ``x`` is wider.
 
-    Stacked models (:mod:`ssmrec.experiments.stacked`) hold K members' columns side by side: one
+    Stacked models (:mod:`ssmrec.sweeps.stacked`) hold K members' columns side by side: one
     product over ``K * d`` columns reads whole wide rows of ``x`` from memory for every non-zero,
     while K products over ``d`` columns each keep their ``x`` block in cache (measured twice as
     fast on a CPU, Gowalla, K = 8, d = 64) and compute exactly a solo model's product."""

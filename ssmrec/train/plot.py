@@ -26,7 +26,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _settings(overrides: dict[str, Any]) -> str:
     """``tau=0.1, reg=0.0001`` (as a sweep prints its members; not imported from
-    :mod:`ssmrec.experiments.members`, which would import torch for a picture)."""
+    :mod:`ssmrec.sweeps.members`, which would import torch for a picture)."""
     shown = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items()]
     return ", ".join(shown) or "base settings"
 

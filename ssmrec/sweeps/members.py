@@ -1,6 +1,6 @@
 """A sweep's members: which settings may differ between them, read from flags or files, checked
-against the base settings before any work. Shared by :mod:`ssmrec.experiments.sweep` (training)
-and :mod:`ssmrec.experiments.tune` (grids of trials)."""
+against the base settings before any work. Shared by :mod:`ssmrec.sweeps.sweep` (training)
+and :mod:`ssmrec.sweeps.tuning` (grids of trials)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A sweep's checkpoint: what :class:`~ssmrec.experiments.sweep.Sweep` writes to ``last.pt`` and
-reads back to resume (see the Interruptions paragraph of :mod:`ssmrec.experiments.sweep`).
+"""A sweep's checkpoint: what :class:`~ssmrec.sweeps.sweep.Sweep` writes to ``last.pt`` and
+reads back to resume (see the Interruptions paragraph of :mod:`ssmrec.sweeps.sweep`).
 
 :class:`SweepCheckpoints` is mixed into ``Sweep``: it uses the sweep's model, optimizer, members,
 live list, position (``epoch``, ``batch``, ``epoch_seconds``) and folder, and its ``_drop``.
@@ -26,7 +26,7 @@ BEST_AT_CHECKPOINT = "best.checkpointed.pt"  # a member's best.pt as of the swee
 
 
 class SweepCheckpoints:
-    """Checkpoint, stop and resume for :class:`~ssmrec.experiments.sweep.Sweep`."""
+    """Checkpoint, stop and resume for :class:`~ssmrec.sweeps.sweep.Sweep`."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed sweep needs to continue over the same batches."""

@@ -9,7 +9,7 @@ seed — common random numbers: differences between members come from their sett
 sampling noise, which makes a sweep good for comparing settings; for independent repetitions,
 run sweeps with different base seeds.
 
-The members' tables are stacked (:mod:`ssmrec.experiments.stacked`) and trained by one Adam
+The members' tables are stacked (:mod:`ssmrec.sweeps.stacked`) and trained by one Adam
 (fused where torch has it, as a solo run): Adam is elementwise, the objective is the sum over
 members of (member loss + member reg x L2), so each member's slice follows the trajectory of its
 solo run (:class:`~ssmrec.train.trainer.Trainer` with the base seed's stream) to float rounding.
@@ -38,7 +38,7 @@ SIGINT / SIGTERM stop it at the next step with a checkpoint; :meth:`Sweep.resume
 continues from there, over the same batches, so a resumed sweep ends where the uninterrupted one
 would (``kill -9`` loses the steps since the last checkpoint, nothing before it). A member is
 resumed with its sweep, not on its own. The checkpoint's code is
-:mod:`ssmrec.experiments.sweep_checkpoint`.
+:mod:`ssmrec.sweeps.checkpoint`.
 """
 
 from __future__ import annotations
@@ -57,18 +57,19 @@ from tqdm.auto import tqdm
 from ssmrec.data.dataset import Dataset, load_dataset
 from ssmrec.errors import ConfigError, TrainingError
 from ssmrec.eval.evaluator import Evaluator
-from ssmrec.experiments.members import SWEEPABLE, describe, member_configs, model_key, parse_member
-from ssmrec.experiments.stacked import BUILT_IN, StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
-from ssmrec.experiments.sweep_checkpoint import BEST_AT_CHECKPOINT, LOCK, SUMMARY, SweepCheckpoints
 from ssmrec.losses import build_loss, canonical
 from ssmrec.models import build_model
+from ssmrec.sweeps.checkpoint import BEST_AT_CHECKPOINT, LOCK, SUMMARY, SweepCheckpoints
+from ssmrec.sweeps.members import SWEEPABLE, describe, member_configs, model_key, parse_member
+from ssmrec.sweeps.stacked import BUILT_IN, StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
 from ssmrec.train.callbacks import EarlyStopping
 from ssmrec.train.config import TrainConfig, save_json
 from ssmrec.train.export import write_export
 from ssmrec.train.objective import build_objective
 from ssmrec.train.run import BEST, EXPORT, LAST, PidLock, RunDir, check_new_run_dir, default_run_dir, environment
+from ssmrec.train.setup import auto_threads, data_location, make_optimizer, resolve_device
 from ssmrec.train.signals import StopRequest
-from ssmrec.train.trainer import SELECTION, auto_threads, data_location, make_optimizer, resolve_device
+from ssmrec.train.trainer import SELECTION
 
 
 def keep_freed_memory() -> bool:
@@ -352,7 +353,7 @@ class Sweep(SweepCheckpoints):
                     self.echo(f"epoch {epoch + 1:>4}  member {j} [{m.label}]  loss {record['loss']:.4f}  "
                               f"[{which}] {shown}" + ("  *" if improved else ""))
                     if self.on_eval is not None and self.on_eval(m, epoch + 1, metrics):
-                        m.stop_reason = "pruned"  # a tuner's pruner stopped it (ssmrec.experiments.tune)
+                        m.stop_reason = "pruned"  # a tuner's pruner stopped it (ssmrec.sweeps.tuning)
                 record["elapsed_seconds"] = m.train_seconds + m.eval_seconds
                 m.history.append(record)
                 m.epochs_run = epoch + 1

@@ -4,7 +4,7 @@ with successive-halving pruning over epochs.
 The study lives in an Optuna storage (default ``sqlite:///OUT/study.db``, one per tuning folder;
 any RDB URL lets several machines work on one study). Every combination of the grid is enqueued
 as a trial; each round asks up to ``members`` waiting trials and trains them as the members of
-one :class:`~ssmrec.experiments.sweep.Sweep` (same batch stream: the comparison is between
+one :class:`~ssmrec.sweeps.sweep.Sweep` (same batch stream: the comparison is between
 settings, not sampling noise). After every evaluation each member reports its selection metric
 to its trial; the pruner (``sha``: Optuna's successive halving, rungs from ``min_epochs`` with
 reduction factor 3; ``none``) stops the members that fall behind, which frees their share of the
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from ssmrec.errors import ConfigError
-from ssmrec.experiments.grid import Search
-from ssmrec.experiments.members import DIFFERING, grid_texts, loss_parameters
-from ssmrec.experiments.sweep import LOCK as SWEEP_LOCK
-from ssmrec.experiments.sweep import SUMMARY as SWEEP_SUMMARY
-from ssmrec.experiments.sweep import Sweep
+from ssmrec.sweeps.members import DIFFERING, grid_texts, loss_parameters
+from ssmrec.sweeps.search import Search
+from ssmrec.sweeps.sweep import LOCK as SWEEP_LOCK
+from ssmrec.sweeps.sweep import SUMMARY as SWEEP_SUMMARY
+from ssmrec.sweeps.sweep import Sweep
 from ssmrec.train.config import TrainConfig, parse_text, save_json
 from ssmrec.train.run import PidLock
 
