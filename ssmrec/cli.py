@@ -19,17 +19,8 @@ from typing import Any
 from ssmrec.data.config import PROTOCOLS
 from ssmrec.errors import DataError
 from ssmrec.sweeps.members import DIFFERING, check_member_setting, grid_texts, parse_member
-from ssmrec.train.config import (
-    LOSS_SETTINGS,
-    MODEL_SETTINGS,
-    SAMPLERS,
-    ConfigError,
-    TrainConfig,
-    _coerce,
-    check_device,
-    load_toml,
-    parse_text,
-)
+from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, SAMPLERS, ConfigError, TrainConfig, check_device
+from ssmrec.train.config_io import coerce, load_toml, parse_text
 
 # setting -> (topic, help). The order here is the order of ``ssmrec train --help``.
 OPTIONS: dict[str, tuple[str, str]] = {
@@ -354,7 +345,7 @@ def check_settings(values: dict[str, Any], source: str = "command line", *, conf
     def bad(name, msg):
         raise ConfigError(f"{source}: {name} {msg}")
 
-    v = {name: _coerce(fields_[name], value, source) for name, value in values.items() if name in fields_}
+    v = {name: coerce(fields_[name], value, source) for name, value in values.items() if name in fields_}
     if v.get("dataset") == "":
         bad("dataset", "must name a dataset, a folder or a file, got ''")
     if "model" in v and v["model"].lower().replace("+", "p").replace("-", "") not in MODEL_SETTINGS:
@@ -798,7 +789,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ssmrec.sweeps.members import member_configs, parse_member
     from ssmrec.sweeps.sweep import Sweep, check_new_sweep_dir, default_sweep_dir
-    from ssmrec.train.config import read_toml
+    from ssmrec.train.config_io import read_toml
 
     if args.resume:
         if args.config or args.member:

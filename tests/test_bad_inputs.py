@@ -14,7 +14,8 @@ from ssmrec.cli import OPTIONS, _train_values, build_parser, main
 from ssmrec.data import write_lightgcn
 from ssmrec.data.sampling import PopularityNegatives
 from ssmrec.experiments import load_grid
-from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, load_toml
+from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig
+from ssmrec.train.config_io import load_toml
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TRAIN = ["train", "--dataset", "{data}", "--model", "mf", "--dim", "8", "--epochs", "1", "--no-progress",

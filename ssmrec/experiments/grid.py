@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ssmrec.sweeps.search import Search
-from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, loss_settings, read_toml
+from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, ConfigError, TrainConfig, loss_settings
+from ssmrec.train.config_io import read_toml
 
 # settings that do not change what a run computes (where, how fast, how loud); the time budget is
 # one of them because seconds mean different things on different machines: a record says how a

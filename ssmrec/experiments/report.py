@@ -50,7 +50,7 @@ from ssmrec.experiments.stats import (
     summary,
 )
 from ssmrec.experiments.summary import grid_tables, render_grids
-from ssmrec.train.config import read_toml
+from ssmrec.train.config_io import read_toml
 
 
 def _label(loss: str) -> str:

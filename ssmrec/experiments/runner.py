@@ -23,7 +23,7 @@ from ssmrec.eval.popularity import topk_profile
 from ssmrec.experiments.claims import analyse
 from ssmrec.experiments.grid import Cell, Grid, load_grid, with_setting
 from ssmrec.experiments.grid_sweeps import GridContext, run_sweeps
-from ssmrec.train.config import save_json
+from ssmrec.train.config_io import save_json
 from ssmrec.train.run import LAST, PidLock, RunDir
 from ssmrec.train.trainer import Trainer
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from ssmrec.errors import ConfigError
-from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings, parse_text
+from ssmrec.train.config import MODEL_SETTINGS, TrainConfig, loss_settings
+from ssmrec.train.config_io import parse_text
 
 # (no torch here: the command line lists and checks these before it loads anything heavy)
 DIFFERING = ("seed", "reg", "tau", "layers", "margin", "neg_weight")

@@ -63,7 +63,8 @@ from ssmrec.sweeps.checkpoint import BEST_AT_CHECKPOINT, LOCK, SUMMARY, SweepChe
 from ssmrec.sweeps.members import SWEEPABLE, describe, member_configs, model_key, parse_member
 from ssmrec.sweeps.stacked import BUILT_IN, StackedLightGCN, StackedMF, StackedObjective, StackedSVDPP
 from ssmrec.train.callbacks import EarlyStopping
-from ssmrec.train.config import TrainConfig, save_json
+from ssmrec.train.config import TrainConfig
+from ssmrec.train.config_io import save_json
 from ssmrec.train.export import write_export
 from ssmrec.train.objective import build_objective
 from ssmrec.train.run import BEST, EXPORT, LAST, PidLock, RunDir, check_new_run_dir, default_run_dir, environment

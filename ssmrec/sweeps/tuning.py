@@ -39,7 +39,8 @@ from ssmrec.sweeps.search import Search
 from ssmrec.sweeps.sweep import LOCK as SWEEP_LOCK
 from ssmrec.sweeps.sweep import SUMMARY as SWEEP_SUMMARY
 from ssmrec.sweeps.sweep import Sweep
-from ssmrec.train.config import TrainConfig, parse_text, save_json
+from ssmrec.train.config import TrainConfig
+from ssmrec.train.config_io import parse_text, save_json
 from ssmrec.train.run import PidLock
 
 SUMMARY = "tune.json"

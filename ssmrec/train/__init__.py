@@ -8,7 +8,7 @@ from __future__ import annotations
 from ssmrec._lazy import lazy_exports
 
 _WHERE = {
-    "EarlyStopping": "callbacks", "ConfigError": "config", "TrainConfig": "config", "load_toml": "config",
+    "EarlyStopping": "callbacks", "ConfigError": "config", "TrainConfig": "config", "load_toml": "config_io",
     "Objective": "objective", "build_objective": "objective", "RunDir": "run",
     "Interrupted": "signals", "Trainer": "trainer", "TrainingError": "trainer", "resolve_device": "trainer",
 }

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from ssmrec.train.config import ConfigError, TrainConfig, save_json
+from ssmrec.train.config import ConfigError, TrainConfig
+from ssmrec.train.config_io import save_json
 
 CONFIG, HISTORY, METRICS, BEST, LAST = "config.json", "history.jsonl", "metrics.json", "best.pt", "last.pt"
 EXPORT = "export"
