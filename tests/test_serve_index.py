@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ssmrec.serve.export import Export
-from ssmrec.serve.index import KINDS, IndexConfigError, ItemIndex, build_index
+from ssmrec.serve.index import KINDS, IndexConfigError, ItemIndex, build_index, default_nlist, open_index, saved_path
 
 N_USERS, N_ITEMS, DIM = 400, 2000, 16
 
@@ -86,7 +86,7 @@ def test_the_metric_is_the_exports_inner_product_never_l2():
     _, s = build_index(cos, "exact").recommend(users, 5)
     assert np.all(np.abs(s[np.isfinite(s)]) <= 1 + 1e-5)
     for kind in KINDS:
-        idx = build_index(cos, kind, **({"nlist": 8} if kind == "ivf" else {}))
+        idx = build_index(cos, kind, **({"nlist": 8} if kind in ("ivf", "ivfpq") else {}))
         assert idx.index.metric_type == faiss.METRIC_INNER_PRODUCT, kind
     l2 = faiss.IndexFlatL2(DIM)
     l2.add(np.ascontiguousarray(ip.item_factors))
@@ -95,7 +95,8 @@ def test_the_metric_is_the_exports_inner_product_never_l2():
 
 
 @pytest.mark.parametrize("kind,knobs", [("exact", {}), ("hnsw", {"ef_search": 32}),
-                                        ("ivf", {"nlist": 16, "nprobe": 2})])
+                                        ("ivf", {"nlist": 16, "nprobe": 2}),
+                                        ("ivfpq", {"nlist": 16, "nprobe": 2, "pq": 4, "refine": 3})])
 def test_seen_items_are_never_returned(kind, knobs):
     ex = random_export("ip", seed=3)
     items, scores = build_index(ex, kind, **knobs).recommend(np.arange(N_USERS), 20, batch_size=100)
@@ -114,7 +115,8 @@ def test_seen_items_are_never_returned(kind, knobs):
 
 
 @pytest.mark.parametrize("kind,knobs", [("exact", {}), ("hnsw", {"ef_search": 40}),
-                                        ("ivf", {"nlist": 16, "nprobe": 3})])
+                                        ("ivf", {"nlist": 16, "nprobe": 3}),
+                                        ("ivfpq", {"nlist": 16, "nprobe": 3, "pq": 4, "refine": 4})])
 def test_one_user_at_a_time_batched_or_threaded_the_answer_is_the_same(kind, knobs):
     """Small batches exclude seen items inside faiss (IDSelector), large ones over-fetch and
     filter (HNSW always uses the selector, from a thread pool when faiss has threads)."""
@@ -149,10 +151,12 @@ def short_index_case(kind: str):
     sparse graph searched with a tiny candidate list (HNSW), or one list visited of many (IVF)."""
     ex = random_export("ip", seed=6, max_seen=1900)
     knobs = {"m": 4, "ef_construction": 16, "ef_search": 8} if kind == "hnsw" else {"nlist": 64, "nprobe": 1}
+    if kind == "ivfpq":
+        knobs.update(pq=4, refine=2)
     return ex, build_index(ex, kind, **knobs)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])
 def test_an_approximate_index_that_comes_back_short_falls_back_to_exact(kind):
     ex, idx = short_index_case(kind)
     users = np.arange(N_USERS)
@@ -182,6 +186,91 @@ def test_ivf_visiting_every_list_is_exact():
     assert idx.set_knobs(nprobe=1000).index.nprobe == 20  # capped at nlist
 
 
+def test_ivfpq_rescores_its_candidates_exactly_with_the_exports_vectors():
+    """IVF-PQ ranks by approximate (PQ) scores, then re-scores refine x k candidates with the
+    export's own vectors: the scores returned are the exact inner products, and with every list
+    visited and every item a candidate the lists are the exact ones."""
+    ex = random_export("ip", seed=8, max_seen=50)
+    users = np.arange(2, 62)  # users 0 and 1: no history, all but three items seen
+    idx = build_index(ex, "ivfpq", nlist=8, pq=4, nprobe=2, refine=3)
+    items, scores = idx.recommend(users, 10)
+    true = np.einsum("ud,ukd->uk", ex.user_factors[users], ex.item_factors[items])
+    np.testing.assert_allclose(scores, true, rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    raw = idx.set_knobs(refine=1).recommend(users, 10)[1]  # PQ's own scores: not the exact ones
+    assert not np.allclose(raw, np.einsum("ud,ukd->uk", ex.user_factors[users],
+                                           ex.item_factors[idx.recommend(users, 10)[0]]), atol=1e-3)
+    idx.set_knobs(nprobe=8, refine=N_ITEMS // 10)
+    assert_same_lists(idx.recommend(users, 10), ex.recommend(users, 10), ex, users)
+    assert_same_lists(idx.recommend(users[:3], 10), ex.recommend(users[:3], 10), ex, users[:3])  # selector path
+
+
+def test_sizes_for_large_catalogues():
+    assert default_nlist(2_000_000) == 5657 and default_nlist(40_000) == 800 and default_nlist(1) == 4
+    ex = random_export("ip", seed=9)
+    idx = build_index(ex, "ivfpq")
+    assert idx.knobs["nlist"] == default_nlist(N_ITEMS) and idx.knobs["pq"] == DIM // 4
+    for kind in ("exact", "hnsw", "ivfpq"):
+        one = build_index(ex, kind, **({"nlist": 8} if kind == "ivfpq" else {}))
+        assert one.nbytes == faiss.serialize_index(one.index).nbytes  # counted, not copied
+    assert build_index(ex, "ivfpq", nlist=8).nbytes < build_index(ex, "exact").nbytes / 2  # codes, not vectors
+
+
+def exported(tmp_path: Path, similarity: str = "ip", **kw) -> Export:
+    """A random export living in a folder (saved indexes go to <export>/index/)."""
+    ex = random_export(similarity, **kw)
+    ex.path = tmp_path / "export"
+    ex.path.mkdir()
+    return ex
+
+
+def test_open_index_saves_with_the_export_and_loads_it_back(tmp_path):
+    ex = exported(tmp_path)
+    users = np.arange(30)
+    first = open_index(ex, "hnsw", m=8, ef_construction=40, save=True)
+    assert saved_path(ex, "hnsw") == tmp_path / "export" / "index" / "hnsw-ip.faiss"
+    assert saved_path(ex, "hnsw").is_file() and first.source.startswith("built, saved to")
+    again = open_index(ex, "hnsw", ef_search=77)  # build knobs not given: the saved index's
+    assert again.source == f"loaded {saved_path(ex, 'hnsw')}"
+    assert again.knobs == {"m": 8, "ef_construction": 40, "ef_search": 77} and again.index.hnsw.efSearch == 77
+    np.testing.assert_array_equal(again.set_knobs(ef_search=128).recommend(users, 10)[0],
+                                  first.recommend(users, 10)[0])
+    assert open_index(ex, "hnsw", m=8).source.startswith("loaded")
+    other = open_index(ex, "hnsw", m=16)  # built otherwise: rebuilt, the saved file left alone
+    assert other.knobs["m"] == 16 and "was built with m=8" in other.source
+    assert ItemIndex.load(saved_path(ex, "hnsw"), ex).knobs["m"] == 8
+    assert open_index(ex, "hnsw", similarity="cos").source == "built"  # another similarity, another file
+    assert open_index(ex, "ivf", nlist=8).source == "built"  # nothing saved for that kind
+    with pytest.raises(IndexConfigError, match="was built with m=8"):
+        open_index(ex, "hnsw", m=16, path=saved_path(ex, "hnsw"))  # a named file must be what is asked
+    # an index saved for another export is not used
+    ex2 = random_export("ip", n_items=N_ITEMS - 1)
+    ex2.path = ex.path
+    assert "another export" in open_index(ex2, "hnsw").source
+    with pytest.raises(IndexConfigError, match="another export"):
+        open_index(ex2, "hnsw", path=saved_path(ex, "hnsw"))
+
+
+def test_the_app_serves_a_given_or_saved_index(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ssmrec.serve.app import create_app
+
+    ex = exported(tmp_path, "ip", seed=10)
+    idx = open_index(ex, "ivfpq", nlist=8, pq=4, save=True)
+    client = TestClient(create_app(ex, "ivfpq", nprobe=8))
+    health = client.get("/healthz").json()
+    assert health["index"] == "ivfpq" and health["index_source"].startswith("loaded")
+    assert health["knobs"]["nprobe"] == 8 and health["knobs"]["pq"] == 4
+    got = client.get("/recommend", params={"user": int(ex.user_ids[5]), "k": 7}).json()["items"]
+    assert got == ex.item_ids[idx.set_knobs(nprobe=8).recommend([5], 7)[0][0]].tolist()
+    given = TestClient(create_app(ex, idx))  # an index built or loaded by the caller
+    assert given.get("/healthz").json()["index_source"] == idx.source
+    assert given.get("/recommend", params={"user": int(ex.user_ids[5]), "k": 7}).json()["items"] == got
+    with pytest.raises(IndexConfigError, match="takes no similarity, knobs"):
+        create_app(ex, idx, nprobe=3)
+
+
 def test_bad_kinds_and_knobs_are_refused():
     ex = random_export("ip")
     with pytest.raises(IndexConfigError, match="unknown index kind 'annoy'"):
@@ -197,6 +286,12 @@ def test_bad_kinds_and_knobs_are_refused():
     with pytest.raises(IndexConfigError, match="k must be a positive integer"):
         build_index(ex, "exact").recommend([0], 0)
     assert build_index(ex, "hnsw", M=8, efSearch=40).index.hnsw.efSearch == 40  # faiss's names too
+    with pytest.raises(IndexConfigError, match="pq must divide the dimension 16"):
+        build_index(ex, "ivfpq", nlist=4, pq=3)
+    with pytest.raises(IndexConfigError, match="refine does not apply to the ivf index"):
+        build_index(ex, "ivf", nlist=4).set_knobs(refine=2)
+    with pytest.raises(IndexConfigError, match="unknown knob.*refine for the hnsw index"):
+        build_index(ex, "hnsw", refine=2)
 
 
 def test_save_and_load(tmp_path):

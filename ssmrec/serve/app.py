@@ -57,7 +57,7 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ssmrec.serve.export import Export, ExportError, load_export
-from ssmrec.serve.index import IndexConfigError, ItemIndex, build_index
+from ssmrec.serve.index import IndexConfigError, ItemIndex, open_index, set_threads
 
 LIMITS: dict[str, int] = {
     "max_k": 1000,           # items per answer
@@ -237,7 +237,7 @@ class Recommender:
         return {"status": "ok", "model": m.get("model"), "loss": m.get("loss"), "dataset": m.get("dataset"),
                 "epoch": m.get("epoch"), "similarity": self.index.similarity, "n_users": ex.n_users,
                 "n_items": ex.n_items, "dim": int(ex.item_factors.shape[1]), "index": self.index.kind,
-                "knobs": self.index.knobs, "limits": dict(self.limits),
+                "knobs": self.index.knobs, "index_source": self.index.source, "limits": dict(self.limits),
                 "exact_fallbacks": self.index.exact_fallbacks, "export": str(ex.path)}
 
 
@@ -273,19 +273,32 @@ async def _read_json(request: Request, max_body: int) -> Any:
         raise ServeError(422, f"invalid request: body: JSON decode error ({_cut(str(e), 80)})") from None
 
 
-def create_app(export_dir: str | Path | Export, index: str = "exact", *, similarity: str | None = None,
+def create_app(export_dir: str | Path | Export, index: str | ItemIndex = "exact", *, similarity: str | None = None,
                threads: int | None = None, max_k: int | None = None, max_batch: int | None = None,
-               max_results: int | None = None, max_body: int | None = None, **knobs: Any) -> FastAPI:
+               max_results: int | None = None, max_body: int | None = None, index_file: str | Path | None = None,
+               **knobs: Any) -> FastAPI:
     """The service for an export folder (or a run directory with ``export/``, or a loaded
-    :class:`Export`), its items indexed by ``index`` (exact, hnsw, ivf; knobs as
-    :func:`ssmrec.serve.index.build_index`). The index is built here, before the first request.
+    :class:`Export`), its items indexed by ``index`` (exact, hnsw, ivf, ivfpq; knobs as
+    :func:`ssmrec.serve.index.build_index`), or by an :class:`ItemIndex` already built or loaded
+    over that export. The index is opened here, before the first request: the export's saved one
+    (``<export>/index/<kind>-<similarity>.faiss``, or ``index_file``) when it matches, else built
+    (see :func:`ssmrec.serve.index.open_index`; ``/healthz`` says which in ``index_source``).
 
     The limits per request (``max_k``, ``max_batch``, ``max_results``, ``max_body``; see the
     module docstring): each argument left ``None`` is read from its environment variable
     (:data:`LIMIT_ENV`, e.g. ``SSMREC_SERVE_MAX_K``), else :data:`LIMITS`'s default."""
     limits = resolve_limits(max_k=max_k, max_batch=max_batch, max_results=max_results, max_body=max_body)
     export = export_dir if isinstance(export_dir, Export) else load_export(resolve_export(export_dir))
-    rec = Recommender(export, build_index(export, index, similarity, threads=threads, **knobs), limits)
+    if isinstance(index, ItemIndex):
+        if index.export is not export and (index.export.path != export.path or index.n_items != export.n_items):
+            raise IndexConfigError(f"the index given was built over {index.export.path}, not {export.path}")
+        if similarity or knobs or index_file:
+            raise IndexConfigError("an index given ready-built takes no similarity, knobs or index_file")
+        set_threads(threads)
+        built = index
+    else:
+        built = open_index(export, index, similarity, path=index_file, threads=threads, **knobs)
+    rec = Recommender(export, built, limits)
     threads = faiss.omp_get_max_threads()  # this (the event loop's) thread's; workers set their own
     batches = asyncio.Semaphore(1)  # a batch already uses every faiss thread: one at a time
 

@@ -1,4 +1,4 @@
-"""Top-K over an export's items through a faiss index: exact (flat) or approximate (HNSW, IVF).
+"""Top-K over an export's items through a faiss index: exact (flat) or approximate (HNSW, IVF, IVF-PQ).
 
 The metric rule: an index ranks by the inner product of the vectors the export is scored with,
 :meth:`Export.vectors` under the run's test similarity: the raw vectors for ``ip``, both sides
@@ -32,9 +32,25 @@ Kinds and knobs (defaults in :data:`DEFAULTS`):
 ``hnsw``   ``IndexHNSWFlat`` (inner product): ``m`` links per node, ``ef_construction``,
            ``ef_search`` (the candidate list when searching; at least ``k``).
 ``ivf``    ``IndexIVFFlat`` (inner product, k-means coarse quantizer): ``nlist`` lists
-           (default ``sqrt(items)``), ``nprobe`` lists visited per query.
+           (default ``4 sqrt(items)``), ``nprobe`` lists visited per query.
+``ivfpq``  ``IndexIVFPQ`` (inner product): the same lists holding product-quantised codes of
+           ``pq`` bytes per item (``pq`` sub-vectors of ``nbits`` = 8 bits; default ``dim / 4``),
+           then the ``refine`` x ``k`` best candidates re-scored exactly with the export's own
+           vectors (no second copy of them in the index) and the best ``k`` kept.
 
-``ef_search`` and ``nprobe`` can be changed after building (:meth:`ItemIndex.set_knobs`).
+The coarse k-means of ``ivf``/``ivfpq`` is trained on at most :data:`TRAIN_POINTS_PER_LIST`
+items per list (a seeded sample; faiss's own cap is 256), which keeps the build of a 2M-item
+index to about a minute on two cores.
+
+``ef_search``, ``nprobe`` and ``refine`` can be changed after building (:meth:`ItemIndex.set_knobs`).
+The defaults were chosen on a 2M-item catalogue (``benchmarks/serve_scale.py``, BENCHMARKS.md
+"Scale — serving").
+
+Saved with the export: :meth:`ItemIndex.save` writes the faiss file and a ``.json`` naming the
+export it was built from; :func:`open_index` loads ``<export>/index/<kind>-<similarity>.faiss``
+when it is there, was built from this export and with the build knobs asked for, and builds the
+index otherwise (``save=True``: and writes it there), so that serving a large catalogue does not
+rebuild its graph or lists at every start.
 """
 
 from __future__ import annotations
@@ -50,15 +66,19 @@ import numpy as np
 
 from ssmrec.serve.export import Export
 
-KINDS = ("exact", "hnsw", "ivf")
+KINDS = ("exact", "hnsw", "ivf", "ivfpq")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "exact": {},
     "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
     "ivf": {"nlist": None, "nprobe": 16},
+    "ivfpq": {"nlist": None, "pq": None, "nbits": 8, "nprobe": 16, "refine": 4},
 }
-SEARCH_KNOBS = {"hnsw": ("ef_search",), "ivf": ("nprobe",), "exact": ()}
+SEARCH_KNOBS = {"hnsw": ("ef_search",), "ivf": ("nprobe",), "ivfpq": ("nprobe", "refine"), "exact": ()}
 MIN_GROUP = 32  # flat / IVF: fewest users searched together at one fetch size
 ALIASES = {"M": "m", "efConstruction": "ef_construction", "efSearch": "ef_search"}
+TRAIN_POINTS_PER_LIST = 64  # IVF k-means: items sampled per list to train on (faiss warns below 39)
+INDEX_DIR = "index"  # an export's saved indexes: <export>/index/<kind>-<similarity>.faiss
+SCORE_BLOCK = 1 << 25  # exact fallback: at most this many scores (128 MB) in one product
 
 
 class IndexConfigError(ValueError):
@@ -81,6 +101,7 @@ class ItemIndex:
     similarity: str
     index: Any  # faiss.Index
     knobs: dict[str, Any] = field(default_factory=dict)
+    source: str = "built"  # or "loaded <path>": where the index came from
     _executor: Any = field(default=None, repr=False)
     _executor_threads: int = field(default=0, repr=False)
     exact_fallbacks: int = field(default=0, repr=False)  # users re-searched exactly: the index came back short
@@ -91,12 +112,26 @@ class ItemIndex:
 
     @property
     def nbytes(self) -> int:
-        """Size of the index serialised (its vectors, links, lists): the memory it holds."""
-        return int(faiss.serialize_index(self.index).nbytes)
+        """Size of the index serialised (its vectors, links, lists, codes): the memory it holds.
+        Counted as it is written out, never holding a second copy."""
+        size = [0]
 
-    def set_knobs(self, *, ef_search: int | None = None, nprobe: int | None = None) -> ItemIndex:
+        def count(chunk: bytes) -> int:
+            size[0] += len(chunk)
+            return len(chunk)
+
+        faiss.write_index(self.index, faiss.PyCallbackIOWriter(count))
+        return size[0]
+
+    @property
+    def refine(self) -> int:
+        """IVF-PQ: candidates re-scored exactly per item asked for (1 elsewhere)."""
+        return int(self.knobs.get("refine", 1)) if self.kind == "ivfpq" else 1
+
+    def set_knobs(self, *, ef_search: int | None = None, nprobe: int | None = None,
+                  refine: int | None = None) -> ItemIndex:
         """Change the search-time knobs (no rebuild)."""
-        given = {"ef_search": ef_search, "nprobe": nprobe}
+        given = {"ef_search": ef_search, "nprobe": nprobe, "refine": refine}
         for name, value in given.items():
             if value is None:
                 continue
@@ -106,7 +141,7 @@ class ItemIndex:
             value = _positive(name, value)
             if name == "ef_search":
                 self.index.hnsw.efSearch = value
-            else:
+            elif name == "nprobe":
                 self.index.nprobe = min(value, self.index.nlist)
             self.knobs[name] = value
         return self
@@ -133,7 +168,7 @@ class ItemIndex:
         return top, val
 
     def _complete(self, users: np.ndarray, top: np.ndarray, val: np.ndarray, exclude_seen: bool,
-                  chunk: int = 64) -> None:
+                  chunk: int | None = None) -> None:
         """Replace, in place, each list shorter than what remains for its user with the exact one."""
         if users.size == 0:
             return
@@ -142,6 +177,7 @@ class ItemIndex:
         if exclude_seen:
             left -= (ex.seen_indptr[users + 1] - ex.seen_indptr[users]).astype(np.int64)
         short = np.flatnonzero((top >= 0).sum(axis=1) < np.minimum(top.shape[1], left))
+        chunk = chunk or max(1, min(64, SCORE_BLOCK // max(ex.n_items, 1)))
         for rows in _chunks(short, chunk):  # a chunk scores every item: bounded memory
             top[rows], val[rows] = ex.recommend(users[rows], top.shape[1], exclude_seen=exclude_seen,
                                                 similarity=self.similarity)
@@ -166,23 +202,27 @@ class ItemIndex:
         n_seen = (indptr[users + 1] - indptr[users]).astype(np.int64)
         if not exclude_seen:
             n_seen[:] = 0
-        need = np.minimum(k + n_seen, self.n_items)
+        want = k * self.refine  # IVF-PQ: candidates to re-score exactly
+        need = np.minimum(want + n_seen, self.n_items)
         fetch = _merge_small_groups(np.minimum(2 ** np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64),
                                                self.n_items), MIN_GROUP)
         queries = self.queries(users)
         for n in np.unique(fetch):
             for chunk in _chunks(np.flatnonzero(fetch == n), batch_size):
                 items, scores = self.search(queries[chunk], int(n))
-                top[chunk], val[chunk] = self._filter(users[chunk], items, scores, k, exclude_seen)
+                items, scores = self._filter(users[chunk], items, scores, want, exclude_seen)
+                if self.refine > 1:
+                    items, scores = self._rerank(queries[chunk], items, k)
+                top[chunk], val[chunk] = items[:, :k], scores[:, :k]
         return top, val
 
     def _search_each(self, users: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """One search per user, its seen items excluded inside faiss (an ``IDSelector``): ``k``
         fetched, and HNSW's candidate list stays ``ef_search`` whatever the user has seen."""
         queries = self.queries(users)
-        items = np.full((users.size, k), -1, dtype=np.int64)
-        scores = np.full((users.size, k), -np.inf, dtype=np.float32)
-        n = min(k, self.n_items)
+        n = min(k * self.refine, self.n_items)
+        items = np.full((users.size, max(n, k)), -1, dtype=np.int64)
+        scores = np.full((users.size, max(n, k)), -np.inf, dtype=np.float32)
         empty = np.zeros(0, dtype=np.int64)
 
         def one(r: int) -> None:
@@ -197,6 +237,8 @@ class ItemIndex:
         else:
             for r in range(users.size):
                 one(r)
+        if self.refine > 1:
+            return self._rerank(queries, items, k)
         if (scores[:, 1:] == scores[:, :-1]).any():  # faiss leaves equal scores in any order
             order = np.lexsort((items, -scores), axis=1)
             items, scores = np.take_along_axis(items, order, axis=1), np.take_along_axis(scores, order, axis=1)
@@ -209,7 +251,7 @@ class ItemIndex:
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW()
             params.efSearch = self.index.hnsw.efSearch
-        elif self.kind == "ivf":
+        elif self.kind in ("ivf", "ivfpq"):
             params = faiss.SearchParametersIVF()
             params.nprobe = self.index.nprobe
         else:
@@ -219,6 +261,24 @@ class ItemIndex:
         batch = faiss.IDSelectorBatch(seen.size, faiss.swig_ptr(seen))
         params.sel = sel = faiss.IDSelectorNot(batch)
         return params, (seen, batch, sel)
+
+    def _rerank(self, queries: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-score candidate item rows (``-1``: none) exactly with the export's vectors and keep
+        the best ``k`` of each row, ties by lower item row (the index's own scores are PQ
+        approximations)."""
+        vectors = self.export.vectors("item", self.similarity)
+        ok = items >= 0
+        rows = np.where(ok, items, 0)
+        exact = np.einsum("ud,ucd->uc", queries, np.asarray(vectors[rows.ravel()]).reshape(*rows.shape, -1))
+        exact = np.where(ok, exact, -np.inf).astype(np.float32)
+        order = np.lexsort((np.where(ok, items, np.iinfo(np.int64).max), -exact), axis=1)[:, :k]
+        top, val = np.take_along_axis(items, order, axis=1), np.take_along_axis(exact, order, axis=1)
+        top[np.isneginf(val)] = -1
+        if top.shape[1] < k:
+            pad = k - top.shape[1]
+            top = np.pad(top, ((0, 0), (0, pad)), constant_values=-1)
+            val = np.pad(val, ((0, 0), (0, pad)), constant_values=-np.inf)
+        return top, val
 
     def _pool(self):
         """Threads for per-user searches of a batch (faiss releases the GIL while searching)."""
@@ -279,27 +339,63 @@ class ItemIndex:
     def load(cls, path: str | Path, export: Export) -> ItemIndex:
         """Read an index written by :meth:`save`, checking that it was built from ``export``."""
         path = Path(path)
-        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        meta = _meta(path)
         if meta["export"] != _identity(export):
             raise IndexConfigError(f"{path} was built from another export ({meta['export']}), "
                                    f"not {export.path} ({_identity(export)})")
-        return cls(export, meta["kind"], meta["similarity"], faiss.read_index(str(path)), dict(meta["knobs"]))
+        return cls(export, meta["kind"], meta["similarity"], faiss.read_index(str(path)), dict(meta["knobs"]),
+                   source=f"loaded {path}")
+
+
+def saved_path(export: Export, kind: str, similarity: str | None = None) -> Path:
+    """Where an export keeps its saved index of ``kind``: ``<export>/index/<kind>-<similarity>.faiss``."""
+    return Path(export.path) / INDEX_DIR / f"{kind}-{similarity or export.similarity}.faiss"
+
+
+def open_index(export: Export, kind: str = "exact", similarity: str | None = None, *, path: str | Path | None = None,
+               save: bool = False, threads: int | None = None, **knobs: Any) -> ItemIndex:
+    """The saved index at ``path`` (default :func:`saved_path`) if it is there, was built from
+    ``export`` under this similarity, and with every build knob given here (a knob not given
+    takes the saved index's value); else a new one (:func:`build_index`), written to ``path`` when
+    ``save``. Search knobs given here apply either way. A saved index of another export, or built
+    otherwise, is refused when ``path`` is named, and rebuilt (never overwritten unless ``save``)
+    when it is the export's own default; :attr:`ItemIndex.source` says which happened."""
+    kind, sim, knobs = _check(export, kind, similarity, knobs)
+    explicit = path is not None
+    path = Path(path) if explicit else saved_path(export, kind, sim)
+    search = {n: knobs.pop(n) for n in list(knobs) if n in SEARCH_KNOBS[kind]}
+    why = None
+    if path.is_file() and path.with_name(path.name + ".json").is_file():
+        meta = _meta(path)
+        built_with = {n: v for n, v in meta.get("knobs", {}).items() if n not in SEARCH_KNOBS[kind]}
+        differ = {n: (v, built_with.get(n)) for n, v in knobs.items() if v is not None and built_with.get(n) != v}
+        if meta.get("export") != _identity(export):
+            why = f"{path} was built from another export"
+        elif (meta.get("kind"), meta.get("similarity")) != (kind, sim):
+            why = f"{path} is a {meta.get('kind')} index under {meta.get('similarity')}, not {kind} under {sim}"
+        elif differ:
+            why = f"{path} was built with " + ", ".join(f"{n}={b}" for n, (_, b) in differ.items())
+        else:
+            set_threads(threads)
+            return ItemIndex.load(path, export).set_knobs(**search)
+        if explicit and not save:
+            raise IndexConfigError(f"{why}; not what was asked ({kind}, {sim}, "
+                                   f"{', '.join(f'{n}={v}' for n, v in knobs.items()) or 'its knobs'})")
+    built = build_index(export, kind, sim, threads=threads, **knobs, **search)
+    if save:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        built.save(path)
+        built.source = f"built, saved to {path}"
+    elif why:
+        built.source = f"built ({why})"
+    return built
 
 
 def build_index(export: Export, kind: str = "exact", similarity: str | None = None, *,
                 threads: int | None = None, **knobs: Any) -> ItemIndex:
     """Index ``export``'s items for top-K by inner product under ``similarity`` (default: the
     export's, which is the run's test similarity). Knobs: see the module docstring."""
-    if kind not in KINDS:
-        raise IndexConfigError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
-    sim = similarity or export.similarity
-    if sim not in ("ip", "cos"):
-        raise IndexConfigError(f"similarity must be 'ip' or 'cos', got {sim!r}")
-    knobs = {ALIASES.get(name, name): value for name, value in knobs.items()}
-    unknown = set(knobs) - set(DEFAULTS[kind])
-    if unknown:
-        raise IndexConfigError(f"unknown knob(s) {', '.join(sorted(unknown))} for the {kind} index "
-                               f"(it takes: {', '.join(DEFAULTS[kind]) or 'none'})")
+    kind, sim, knobs = _check(export, kind, similarity, knobs)
     set_threads(threads)
     values = {**DEFAULTS[kind], **{n: v for n, v in knobs.items() if v is not None}}
     items = np.ascontiguousarray(export.vectors("item", sim), dtype=np.float32)
@@ -310,10 +406,20 @@ def build_index(export: Export, kind: str = "exact", similarity: str | None = No
         index = faiss.IndexHNSWFlat(dim, _positive("m", values["m"]), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = _positive("ef_construction", values["ef_construction"])
     else:
-        nlist = values["nlist"] or max(1, round(math.sqrt(n)))
+        nlist = values["nlist"] or default_nlist(n)
         values["nlist"] = nlist = min(_positive("nlist", nlist), n)
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            pq = values["pq"] = _positive("pq", values["pq"] or max(1, dim // 4))
+            if dim % pq:
+                raise IndexConfigError(f"pq must divide the dimension {dim}, got {pq}")
+            nbits = values["nbits"] = _positive("nbits", values["nbits"])
+            if nbits > 16:
+                raise IndexConfigError(f"nbits must be at most 16, got {nbits}")
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq, nbits, faiss.METRIC_INNER_PRODUCT)
+        index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # faiss samples (seeded) beyond this
         index.train(items)
         index.own_fields = True
         quantizer.this.disown()  # the IVF index owns (and frees) its quantizer
@@ -321,6 +427,34 @@ def build_index(export: Export, kind: str = "exact", similarity: str | None = No
     built = ItemIndex(export, kind, sim, index, {n: v for n, v in values.items() if n not in SEARCH_KNOBS[kind]})
     built.set_knobs(**{name: values[name] for name in SEARCH_KNOBS[kind]})
     return built
+
+
+def default_nlist(n_items: int) -> int:
+    """IVF lists for ``n_items`` items: ``4 sqrt(n)`` (5,657 at 2M items), at least 1."""
+    return max(1, round(4 * math.sqrt(n_items)))
+
+
+def _check(export: Export, kind: str, similarity: str | None, knobs: dict[str, Any]) -> tuple[str, str, dict]:
+    """The kind, the similarity and the knobs (faiss's names mapped to ours), refused if unknown."""
+    if kind not in KINDS:
+        raise IndexConfigError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    sim = similarity or export.similarity
+    if sim not in ("ip", "cos"):
+        raise IndexConfigError(f"similarity must be 'ip' or 'cos', got {sim!r}")
+    knobs = {ALIASES.get(name, name): value for name, value in knobs.items()}
+    unknown = set(knobs) - set(DEFAULTS[kind])
+    if unknown:
+        raise IndexConfigError(f"unknown knob(s) {', '.join(sorted(unknown))} for the {kind} index "
+                               f"(it takes: {', '.join(DEFAULTS[kind]) or 'none'})")
+    return kind, sim, knobs
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    meta_path = path.with_name(path.name + ".json")
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise IndexConfigError(f"{meta_path}: not a saved index's description ({e})") from None
 
 
 def _merge_small_groups(fetch: np.ndarray, min_group: int) -> np.ndarray:
