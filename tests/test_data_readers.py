@@ -479,7 +479,7 @@ def test_encode_refuses_mixed_id_kinds(tmp_path):
 def test_duplicates_counted_once(tmp_path, caplog):
     t = read_lightgcn(write(tmp_path / "d.txt", "0 1 1 2\n1 3\n0 2\n"))
     assert len(t) == 5
-    with caplog.at_level(logging.WARNING, logger="ssmrec.data.readers"):
+    with caplog.at_level(logging.WARNING, logger="ssmrec.data.encoding"):
         inter = encode({"x": t})["x"]
     assert inter.nnz == 3 and inter.row(0).tolist() == [1, 2]
     assert "2 duplicate" in caplog.text

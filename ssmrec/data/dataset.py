@@ -10,17 +10,9 @@ import numpy as np
 
 from ssmrec.data import registry
 from ssmrec.data.config import PROTOCOLS, DataConfig
+from ssmrec.data.encoding import check_disjoint, encode
 from ssmrec.data.interactions import DataError, Interactions
-from ssmrec.data.readers import (
-    PairTable,
-    check_disjoint,
-    encode,
-    filter_rating,
-    read_any,
-    read_any_format,
-    read_lightgcn,
-    read_pairs,
-)
+from ssmrec.data.readers import PairTable, filter_rating, read_any, read_any_format, read_lightgcn, read_pairs
 from ssmrec.data.splits import carve_validation, kcore_mask, ratio_split
 
 log = logging.getLogger(__name__)
@@ -344,7 +336,7 @@ def cutoff_seconds(text: str) -> float:
         pass
     import pandas as pd
 
-    from ssmrec.data.readers import parse_times
+    from ssmrec.data.columns import parse_times
 
     try:
         return float(parse_times(pd.Series([text]), "time_cutoff")[0])

@@ -1,13 +1,15 @@
-"""Readers for the interaction file formats recommender datasets ship in.
+"""Readers for the interaction file formats recommender datasets ship in: the LightGCN text
+format, delimited files (csv, tsv, ``::``...) and Parquet, RecBole ``.inter`` files, in-memory
+tables; and the csv writer whose files read back row for row.
 
-Every reader returns a :class:`PairTable` of raw ids; :func:`encode` turns one or more tables
-(train, validation, test) into :class:`Interactions` that share one id space. Errors name the
-file and, where it makes sense, the line.
+Every reader returns a :class:`PairTable` of raw ids; :func:`~ssmrec.data.encoding.encode` turns
+one or more tables (train, validation, test) into :class:`Interactions` that share one id space.
+Which column is which, and whether line 1 is a header, is decided by
+:mod:`ssmrec.data.columns`. Errors name the file and, where it makes sense, the line.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import logging
@@ -21,22 +23,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssmrec.data.interactions import DataError, Interactions
+from ssmrec.data.columns import (
+    ITEM_NAMES,
+    RATING_NAMES,
+    TIME_NAMES,
+    USER_NAMES,
+    Where,
+    as_integer_ids,
+    column_words,
+    id_values,
+    looks_like_header,
+    number_values,
+    pick_column,
+    pick_optional_column,
+    promote_header,
+    sniff_sep,
+    split_fields,
+    time_values,
+    typed_below,
+)
+from ssmrec.data.interactions import DataError
 
 log = logging.getLogger(__name__)
-
-USER_NAMES = ("user_id", "userid", "user", "uid", "u", "visitor_id", "customer_id")
-ITEM_NAMES = ("item_id", "itemid", "item", "iid", "i", "movie_id", "movieid", "product_id", "business_id")
-RATING_NAMES = ("rating", "ratings", "score", "stars", "value", "label")
-TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime")
-# further words that name an id column (never picked as the user/item column by name, but a first
-# row whose user and item fields are both such words is a header: see read_pairs)
-USER_WORDS = ("users", "customer", "customers", "client", "buyer", "shopper", "member", "account", "person",
-              "visitor", "viewer", "reader", "listener", "player", "subscriber", "session", "session_id")
-ITEM_WORDS = ("items", "product", "products", "sku", "article", "movie", "film", "song", "track", "book",
-              "business", "venue", "poi", "place", "location", "artist", "album", "video", "post", "news",
-              "doc", "document", "offer", "recipe", "game", "app", "page", "url", "asin", "isbn", "restaurant",
-              "hotel", "course", "job", "question")
 
 
 @dataclass
@@ -216,9 +224,10 @@ def read_pairs(
     apart from data, and only then:
 
     1. its user or item field is a known column name (``user_id``, ``item``, ``movie_id``...:
-       :data:`USER_NAMES`, :data:`ITEM_NAMES`), or both hold RecBole types (``user_id:token``);
+       ``USER_NAMES``, ``ITEM_NAMES`` of :mod:`ssmrec.data.columns`), or both hold RecBole
+       types (``user_id:token``);
     2. its user and item fields (positions 0 and 1, or the positions given) are both column
-       words: those names, the words of :data:`USER_WORDS`/:data:`ITEM_WORDS` (``customer``,
+       words: those names, the words of ``USER_WORDS``/``ITEM_WORDS`` (``customer``,
        ``product``, ``sku``...), or a word ending in ``id``/``_key``/``_code``
        (``customerId``, ``sku_code``); e.g. ``customer,product``;
     3. it holds no digit, and some column that is a number (or ISO-8601 date) on every
@@ -238,7 +247,7 @@ def read_pairs(
     detected = None
     if path.suffix == ".parquet":
         frame = _read_parquet(path)
-        where = _Where(None)
+        where = Where(None)
     else:
         if header is None and any(isinstance(c, str) for c in (user_col, item_col, rating_col, time_col)):
             header = True  # columns named by the user: the first row names them
@@ -248,22 +257,22 @@ def read_pairs(
         raise DataError(f"{path}: no rows")
     if frame.shape[1] < 2:
         raise DataError(f"{path}: need at least a user and an item column, found {frame.shape[1]}")
-    ucol = _pick(frame, user_col, USER_NAMES, set(), path, "user")
-    icol = _pick(frame, item_col, ITEM_NAMES, {ucol}, path, "item")
+    ucol = pick_column(frame, user_col, USER_NAMES, set(), path, "user")
+    icol = pick_column(frame, item_col, ITEM_NAMES, {ucol}, path, "item")
     if ucol == icol:
         raise DataError(f"{path}: the user and the item column are the same column {ucol!r}")
     # a guessed header's unknown names say nothing: positions then, as without a header
-    rcol = _pick_optional(frame, rating_col, RATING_NAMES, 2, {ucol, icol}, path, positional=bool(detected))
-    tcol = _pick_optional(frame, time_col, TIME_NAMES, 3, {ucol, icol, rcol}, path, positional=bool(detected))
+    rcol = pick_optional_column(frame, rating_col, RATING_NAMES, 2, {ucol, icol}, path, positional=bool(detected))
+    tcol = pick_optional_column(frame, time_col, TIME_NAMES, 3, {ucol, icol, rcol}, path, positional=bool(detected))
     if detected:
         _say_header(path, detected, ucol, icol, rcol, tcol)
-    users = _ids(frame[ucol], path, where, "user")
-    items = _ids(frame[icol], path, where, "item")
-    ratings = _numeric(frame[rcol], path, where, "rating") if rcol is not None else None
-    stamps = _times(frame[tcol], path, where) if tcol is not None else None
+    users = id_values(frame[ucol], path, where, "user")
+    items = id_values(frame[icol], path, where, "item")
+    ratings = number_values(frame[rcol], path, where, "rating") if rcol is not None else None
+    stamps = time_values(frame[tcol], path, where) if tcol is not None else None
     if integer_ids:  # before any filtering, so that errors point at the right line
-        users = _as_ids(frame[ucol], users, path, where, "user")
-        items = _as_ids(frame[icol], items, path, where, "item")
+        users = as_integer_ids(frame[ucol], users, path, where, "user")
+        items = as_integer_ids(frame[icol], items, path, where, "item")
     if min_rating is not None:
         if ratings is None:
             raise DataError(f"{path}: min_rating={min_rating} given but the file has no rating column")
@@ -271,25 +280,6 @@ def read_pairs(
         users, items, ratings = users[keep], items[keep], ratings[keep]
         stamps = stamps[keep] if stamps is not None else None
     return PairTable(users, items, str(path), integer_ids, ratings, stamps)
-
-
-class _Where:
-    """Turns a data-row index into ``", line N"`` (text files) or ``", row N"`` (Parquet).
-
-    ``first_row_hint``: what a bad value on the first data row adds to its error (a headerless
-    file whose first line may be a header that was not recognised)."""
-
-    def __init__(self, line_numbers: np.ndarray | None, first_row_hint: str = ""):
-        self.line_numbers = line_numbers
-        self.first_row_hint = first_row_hint
-
-    def __call__(self, row: int) -> str:
-        if self.line_numbers is None:
-            return f", row {int(row) + 1}"
-        return f", line {int(self.line_numbers[row])}"
-
-    def hint(self, row: int) -> str:
-        return self.first_row_hint if int(row) == 0 else ""
 
 
 _HEADER_HINT = ("; if line 1 is a header, name the columns with --user-col/--item-col "
@@ -313,7 +303,7 @@ def _check_field_counts(path: Path, lines: list[str], numbers: np.ndarray, sep: 
 
 
 def _read_delimited(path: Path, sep: str | None, header: bool | None,
-                    ids: tuple[int, int] = (0, 1)) -> tuple[pd.DataFrame, _Where, str | None]:
+                    ids: tuple[int, int] = (0, 1)) -> tuple[pd.DataFrame, Where, str | None]:
     """The rows as strings, where each came from, and why the first row was taken for a header
     when that was a guess (rules 2 and 3 of :func:`read_pairs`), else None."""
     text = _open_text(path)
@@ -323,14 +313,14 @@ def _read_delimited(path: Path, sep: str | None, header: bool | None,
     # 1-based numbers of the non-blank lines (pandas skips blank and whitespace-only lines too)
     numbers = np.flatnonzero([bool(line.strip()) for line in lines]) + 1
     first = lines[numbers[0] - 1]
-    sep = sep or _sniff_sep(first)
+    sep = sep or sniff_sep(first)
     detected = None
     guess = header is None  # rule 3 needs the rows: decided after reading
     if header is None:
-        fields = _split(first, sep)
-        if _looks_like_header(fields):
+        fields = split_fields(first, sep)
+        if looks_like_header(fields):
             header, guess = True, False
-        elif _column_words(fields, ids):
+        elif column_words(fields, ids):
             header, guess, detected = True, False, "its user and item fields are column names"
         elif len(fields) < 2 or any(ch.isdigit() for ch in first):
             header, guess = False, False
@@ -351,11 +341,11 @@ def _read_delimited(path: Path, sep: str | None, header: bool | None,
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: no rows") from None
     if guess:
-        column = _typed_below(frame)
+        column = typed_below(frame)
         if column is not None:
             detected = (f"it has words where the rows below have numbers or dates ({frame.iat[0, column]!r} "
                         f"in column {column + 1})")
-            frame = _promote_header(frame)
+            frame = promote_header(frame)
             header = True
     hint = "" if header else _HEADER_HINT
     if header:
@@ -363,62 +353,8 @@ def _read_delimited(path: Path, sep: str | None, header: bool | None,
     else:
         frame.columns = list(range(frame.shape[1]))
     if len(numbers) != frame.shape[0]:  # quoted fields spanning lines: row numbers instead
-        return frame, _Where(None, hint), detected
-    return frame, _Where(numbers, hint), detected
-
-
-def _promote_header(frame: pd.DataFrame) -> pd.DataFrame:
-    """The first row as column names (repeated names numbered as pandas does: ``a``, ``a.1``)."""
-    names: list[str] = []
-    for value in frame.iloc[0].tolist():
-        name, n = str(value), 0
-        while name in names:
-            n += 1
-            name = f"{value}.{n}"
-        names.append(name)
-    out = frame.iloc[1:].reset_index(drop=True)
-    out.columns = names
-    return out
-
-
-def _parses(col: pd.Series) -> bool:
-    """Whether every value is a number or an ISO-8601 date/time."""
-    ok = pd.to_numeric(col, errors="coerce").notna().to_numpy()
-    if ok.all():
-        return True
-    rest = col[~ok]
-    if pd.isna(pd.to_datetime(rest.iloc[:1], errors="coerce", utc=True, format="ISO8601").iloc[0]):
-        return False  # (cheap: a column of string ids stops here)
-    return bool(pd.to_datetime(rest, errors="coerce", utc=True, format="ISO8601").notna().all())
-
-
-def _typed_below(frame: pd.DataFrame) -> int | None:
-    """Rule 3 of header detection: the first column that is a number or a date on every row
-    but the first, where the first row (which holds no digit) has a word (None if none, or if
-    there is no other row)."""
-    if frame.shape[0] < 2:
-        return None
-    for j in range(frame.shape[1]):
-        col = frame.iloc[:, j]
-        if re.search("[A-Za-z]", str(col.iat[0])) and _parses(col.iloc[1:]):
-            return j
-    return None
-
-
-def _column_words(fields: list[str], ids: tuple[int, int]) -> bool:
-    """Rule 2 of header detection: the user and the item field are both words that name columns."""
-    if len(fields) < 2 or max(ids) >= len(fields) or min(ids) < 0:
-        return False
-    return all(_is_column_word(fields[k]) for k in ids)
-
-
-_ID_WORD = re.compile(r"[a-z][a-z_]*?(_?id|_?ids|_key|_code)")
-_COLUMN_WORDS = frozenset(USER_NAMES + ITEM_NAMES + RATING_NAMES + TIME_NAMES + USER_WORDS + ITEM_WORDS)
-
-
-def _is_column_word(field: str) -> bool:
-    name = _norm(field)
-    return name in _COLUMN_WORDS or (len(name) > 4 and _ID_WORD.fullmatch(name) is not None)
+        return frame, Where(None, hint), detected
+    return frame, Where(numbers, hint), detected
 
 
 def _say_header(path: Path, why: str, ucol, icol, rcol, tcol) -> None:
@@ -445,11 +381,11 @@ def table_from_frame(frame: Any, *, user_col: str = "user", item_col: str = "ite
             raise DataError(f"{name}: no column {col!r} (columns: {', '.join(map(str, frame.columns))})")
     if frame.shape[0] == 0:
         raise DataError(f"{name}: no rows")
-    where = _Where(None)
-    users = _ids(frame[user_col], Path(name), where, "user")
-    items = _ids(frame[item_col], Path(name), where, "item")
-    ratings = _numeric(frame[rating_col], Path(name), where, "rating") if rating_col else None
-    stamps = _times(frame[time_col], Path(name), where) if time_col else None
+    where = Where(None)
+    users = id_values(frame[user_col], Path(name), where, "user")
+    items = id_values(frame[item_col], Path(name), where, "item")
+    ratings = number_values(frame[rating_col], Path(name), where, "rating") if rating_col else None
+    stamps = time_values(frame[time_col], Path(name), where) if time_col else None
     if min_rating is not None:
         if ratings is None:
             raise DataError(f"{name}: min_rating={min_rating} needs rating_col")
@@ -540,221 +476,6 @@ def read_any(path: str | os.PathLike, **kwargs) -> PairTable:
         raise DataError(f"{path}: min_rating given but the file is in the LightGCN format "
                         "(user item item ...), which has no ratings")
     return read_lightgcn(path)
-
-
-# ---------------------------------------------------------------------------- encoding
-def encode(
-    tables: dict[str, PairTable], *, n_users: int | None = None, n_items: int | None = None,
-) -> dict[str, Interactions]:
-    """Map several tables (e.g. ``{"train": t1, "test": t2}``) into one shared id space.
-
-    Integer-id tables keep their ids (``n = max id + 1`` over all tables unless given);
-    string-id tables are mapped to contiguous indices in sorted order of the raw ids, and the
-    raw ids are kept on the result (``user_ids``/``item_ids``).
-    """
-    kinds = {t.integer_ids for t in tables.values()}
-    if len(kinds) != 1:
-        raise DataError("cannot mix files with integer ids and files with string ids: "
-                        + ", ".join(t.source for t in tables.values()))
-    integer = kinds.pop()
-    if integer:
-        _refuse_sparse_ids(tables)
-        nu = max([int(t.users.max()) + 1 if len(t) else 0 for t in tables.values()]
-                 + [t.n_users_hint for t in tables.values()])
-        ni = max(int(t.items.max()) + 1 if len(t) else 0 for t in tables.values())
-        nu, ni = max(nu, n_users or 0), max(ni, n_items or 0)
-        out = {}
-        for key, t in tables.items():
-            inter = Interactions.from_pairs(t.users, t.items, nu, ni, name=f"{key} ({t.source})")
-            _report_duplicates(t, inter)
-            out[key] = inter
-        return out
-    user_vocab = np.unique(np.concatenate([t.users for t in tables.values()]))
-    item_vocab = np.unique(np.concatenate([t.items for t in tables.values()]))
-    out = {}
-    for key, t in tables.items():
-        inter = Interactions.from_pairs(
-            np.searchsorted(user_vocab, t.users), np.searchsorted(item_vocab, t.items),
-            user_vocab.size, item_vocab.size, user_ids=user_vocab, item_ids=item_vocab,
-            name=f"{key} ({t.source})",
-        )
-        _report_duplicates(t, inter)
-        out[key] = inter
-    return out
-
-
-MAX_ID = 2**31 - 2
-
-
-def _refuse_sparse_ids(tables: dict[str, PairTable]) -> None:
-    """Integer ids are used as row numbers: refuse, before allocating anything, ids that would
-    make tables mostly empty (an id of 2,000,000,000 among a few hundred) or overflow."""
-    for what in ("user", "item"):
-        arrays = [getattr(t, f"{what}s") for t in tables.values() if len(t)]
-        if not arrays:
-            continue
-        top = max(int(a.max()) for a in arrays)
-        distinct = np.unique(np.concatenate(arrays)).size
-        if top > MAX_ID or (top >= 1_000_000 and top + 1 > 100 * distinct):
-            source = next(t.source for t in tables.values() if len(t) and int(getattr(t, f"{what}s").max()) == top)
-            raise DataError(
-                f"{source}: {what} id {top} would make {top + 1:,} {what} rows for {distinct:,} distinct ids; "
-                "integer ids of this format are row numbers: renumber them 0..n-1, or use a csv/tsv file, "
-                "whose ids are mapped to rows")
-
-
-def check_disjoint(a: Interactions, b: Interactions) -> None:
-    """Refuse pairs that appear in both (e.g. a test pair that is also a training pair)."""
-    users, items = a.overlap(b)
-    if users.size:
-        u0, i0 = a.raw_users(users[:1])[0], a.raw_items(items[:1])[0]
-        raise DataError(
-            f"{users.size} pair(s) appear in both {a.name} and {b.name}, "
-            f"e.g. user {u0} item {i0}; a held-out pair must not be a training pair"
-        )
-
-
-def _report_duplicates(t: PairTable, inter: Interactions) -> None:
-    dup = len(t) - inter.nnz
-    if dup:
-        log.warning("%s: %d duplicate (user, item) rows counted once", t.source, dup)
-
-
-# ---------------------------------------------------------------------------- helpers
-def _sniff_sep(line: str) -> str:
-    for sep in ("\t", "::", ",", ";", "|"):
-        if sep in line:
-            return sep
-    return " "
-
-
-def _split(line: str, sep: str) -> list[str]:
-    if sep == " ":
-        return line.split()
-    if len(sep) > 1:
-        return line.split(sep)
-    return next(csv.reader([line], delimiter=sep))
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9_]", "", name.split(":", 1)[0].strip().lower())
-
-
-def _looks_like_header(fields: list[str]) -> bool:
-    if len(fields) < 2:
-        return False
-    names = [_norm(f) for f in fields]
-    if names[0] in USER_NAMES or names[1] in ITEM_NAMES:
-        return True
-    if any(n in USER_NAMES for n in names) and any(n in ITEM_NAMES for n in names):
-        return True  # e.g. ``item_id,user_id``
-    return ":" in fields[0] and ":" in fields[1]
-
-
-def _pick(frame: pd.DataFrame, given, names, taken: set, path: Path, what: str):
-    cols = list(frame.columns)
-    if given is not None:
-        if given in cols:
-            return given
-        if isinstance(given, int) and 0 <= given < len(cols):
-            return cols[given]
-        raise DataError(f"{path}: no {what} column {given!r}; columns are {[str(c) for c in cols]}")
-    for c in cols:
-        if isinstance(c, str) and _norm(c) in names and c not in taken:
-            return c
-    # no column named like one: the first free column of those not named like the other id
-    other = ITEM_NAMES if names is USER_NAMES else USER_NAMES
-    free = [c for c in cols if c not in taken and not (isinstance(c, str) and _norm(c) in other)]
-    if not free:
-        raise DataError(f"{path}: cannot tell which column holds the {what} ids; columns are "
-                        f"{[str(c) for c in cols]}")
-    return free[0]
-
-
-def _pick_optional(frame, given, names, position, taken, path, positional=False):
-    cols = list(frame.columns)
-    if given == -1:
-        return None
-    if given is not None:
-        if given in cols:
-            return given
-        if isinstance(given, int) and 0 <= given < len(cols):
-            return cols[given]
-        raise DataError(f"{path}: no column {given!r}; columns are {[str(c) for c in cols]}")
-    for c in cols:
-        if isinstance(c, str) and _norm(c) in names and c not in taken:
-            return c
-    if (positional or all(isinstance(c, int) for c in cols)) and position < len(cols) \
-            and cols[position] not in taken:
-        col = frame[cols[position]]
-        # a column that is mostly numbers (times: or ISO-8601 dates) is the rating/time column; its
-        # bad values are errors
-        if pd.to_numeric(col, errors="coerce").notna().mean() >= 0.5:
-            return cols[position]
-        if names is TIME_NAMES and pd.to_datetime(col, errors="coerce", utc=True,
-                                                  format="ISO8601").notna().mean() >= 0.5:
-            return cols[position]
-    return None
-
-
-def _ids(col: pd.Series, path: Path, where: _Where, what: str) -> np.ndarray:
-    missing = np.flatnonzero(col.isna().to_numpy())
-    if missing.size:
-        raise DataError(f"{path}{where(missing[0])}: missing {what} id")
-    arr = col.astype(str).str.strip().to_numpy(dtype=str)
-    empty = np.flatnonzero(np.char.str_len(arr) == 0) if arr.size else []
-    if len(empty):
-        raise DataError(f"{path}{where(empty[0])}: empty {what} id")
-    return arr
-
-
-def _numeric(col: pd.Series, path: Path, where: _Where, what: str) -> np.ndarray:
-    values = pd.to_numeric(col, errors="coerce")
-    bad = np.flatnonzero(values.isna().to_numpy())
-    if bad.size:
-        raise DataError(f"{path}{where(bad[0])}: {str(col.iloc[bad[0]])!r} is not a number ({what})"
-                        f"{where.hint(bad[0])}")
-    return values.to_numpy(dtype=np.float64)
-
-
-def _times(col: pd.Series, path: Path, where: _Where) -> np.ndarray:
-    """Timestamps as numbers: epoch numbers as they are, ISO-8601 dates/times as epoch seconds."""
-    values = pd.to_numeric(col, errors="coerce")
-    if values.notna().all():
-        return values.to_numpy(dtype=np.float64)
-    parsed = parse_times(col, path, where)
-    return parsed
-
-
-def parse_times(col: pd.Series, path: Path | str = "", where: _Where | None = None) -> np.ndarray:
-    """ISO-8601 dates or date-times (``2021-03-04``, ``2021-03-04T10:00:00Z``) as epoch seconds
-    (UTC when no zone is given)."""
-    stamps = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
-    bad = np.flatnonzero(stamps.isna().to_numpy())
-    if bad.size:
-        at = where(bad[0]) if where is not None else ""
-        hint = where.hint(bad[0]) if where is not None else ""
-        raise DataError(f"{path}{at}: {str(col.iloc[bad[0]])!r} is neither a number nor an ISO-8601 "
-                        f"date/time (timestamp){hint}")
-    return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
-
-
-def _as_ids(col: pd.Series, arr: np.ndarray, path: Path, where: _Where, what: str) -> np.ndarray:
-    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isnan(values).any():  # maybe only surrounding spaces: try the stripped ids
-        values = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = np.isfinite(values) & (values == np.floor(values))
-    bad = np.flatnonzero(~ok)
-    if bad.size:
-        raise DataError(f"{path}{where(bad[0])}: {str(arr[bad[0]])!r} is not an integer {what} id"
-                        f"{where.hint(bad[0])}")
-    neg = np.flatnonzero(values < 0)
-    if neg.size:
-        raise DataError(f"{path}{where(neg[0])}: negative {what} id {str(arr[neg[0]])}")
-    if values.size and values.max() >= 2**53:
-        raise DataError(f"{path}: {what} ids above 2**53 are not supported as integers; "
-                        "read them as string ids (integer_ids=False)")
-    return values.astype(np.int64)
 
 
 def _pandas_line(err: Exception) -> str:
