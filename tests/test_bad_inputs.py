@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssmrec.cli import OPTIONS, _train_values, build_parser, main
+from ssmrec.cli import build_parser, main
+from ssmrec.cli.common import OPTIONS, train_values
 from ssmrec.data import write_lightgcn
 from ssmrec.data.sampling import PopularityNegatives
 from ssmrec.experiments import load_grid
@@ -265,11 +266,11 @@ def test_flags_are_parsed_from_text_by_the_command_line():
     args = build_parser().parse_args(["train", "--tau", "0.2", "--ks", "5", "10", "--epochs", "3",
                                       "--min-rating", "4", "--no-temporal", "--similarity", "ip"])
     assert args.tau == 0.2 and args.ks == [5, 10] and args.epochs == 3 and args.min_rating == 4.0
-    cfg = TrainConfig().replace(_train_values(args), source="command line")
+    cfg = TrainConfig().replace(train_values(args), source="command line")
     assert (cfg.tau, cfg.ks, cfg.epochs, cfg.temporal, cfg.similarity) == (0.2, (5, 10, 20), 3, False, "ip")
     bad = build_parser().parse_args(["train", "--tau", "abc"])  # left as text, refused by name
     with pytest.raises(ConfigError, match="command line: tau cannot be 'abc'"):
-        TrainConfig().replace(_train_values(bad), source="command line")
+        TrainConfig().replace(train_values(bad), source="command line")
 
 
 # ---------------------------------------------------------------- grids

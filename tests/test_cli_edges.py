@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ssmrec import cli
-from ssmrec.cli import build_parser, main
+from ssmrec.cli import build_parser, common, main
 from ssmrec.errors import ConfigError
 from ssmrec.train import setup
 from ssmrec.train.config import TrainConfig
@@ -141,10 +141,10 @@ def test_the_early_checks_say_what_trainconfig_says(name, bad, good):
     with pytest.raises(ConfigError) as full:
         TrainConfig().replace({name: bad}, source="command line")
     with pytest.raises(ConfigError) as early:
-        cli.check_settings({name: bad})
+        common.check_settings({name: bad})
     assert str(early.value) == str(full.value)
     TrainConfig().replace({name: good}, source="command line")
-    cli.check_settings({name: good})
+    common.check_settings({name: good})
 
 
 def test_the_early_checks_know_every_model_loss_and_metric():
@@ -153,12 +153,12 @@ def test_the_early_checks_know_every_model_loss_and_metric():
     from ssmrec.models import MODELS
     from ssmrec.train.config import MODEL_SETTINGS
 
-    assert set(cli.LOSS_NAMES) == set(LOSSES) | set(ALIASES) and set(MODEL_SETTINGS) == set(MODELS)
-    assert cli.METRIC_NAMES == METRICS
+    assert set(common.LOSS_NAMES) == set(LOSSES) | set(ALIASES) and set(MODEL_SETTINGS) == set(MODELS)
+    assert common.METRIC_NAMES == METRICS
 
 
 def test_an_unknown_loss_is_left_to_the_registry_when_plugins_may_add_it():
-    cli.check_settings({"loss": "mine", "plugins": ("some_plugin",)})  # the plugin may register it
+    common.check_settings({"loss": "mine", "plugins": ("some_plugin",)})  # the plugin may register it
 
 
 # ------------------------------------------------------------------ what is printed

@@ -236,7 +236,8 @@ def test_cell_ids_keep_their_default_and_ignore_sync_every():
 
 
 def test_cli_flags():
-    from ssmrec.cli import _train_values, build_parser
+    from ssmrec.cli import build_parser
+    from ssmrec.cli.common import train_values
 
     args = build_parser().parse_args(["train", "--sampler", "device", "--sync-every", "5"])
-    assert _train_values(args) == {"sampler": "device", "sync_every": 5}
+    assert train_values(args) == {"sampler": "device", "sync_every": 5}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ssmrec.cli import FLAG_NAMES, OPTIONS
+from ssmrec.cli.common import FLAG_NAMES, OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
