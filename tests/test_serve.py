@@ -17,7 +17,7 @@ from test_serve_index import N_ITEMS, N_USERS, random_export, short_index_case
 from ssmrec.cli import main
 from ssmrec.data import write_lightgcn
 from ssmrec.serve import load_export
-from ssmrec.serve.app import LIMITS, LimitError, create_app
+from ssmrec.serve.app import LIMIT_ENV, LIMITS, LimitError, create_app
 from ssmrec.serve.index import build_index
 
 
@@ -165,6 +165,35 @@ def test_ssmrec_serve_command(run, monkeypatch, capsys):
     assert main(["serve", str(run / "empty")]) == 2  # a folder, but not an export
     assert "not an export" in capsys.readouterr().err
     assert json.loads((run / "export" / "manifest.json").read_text())["model"] == "mf"
+
+
+def test_ssmrec_serve_sets_the_limits_per_request(run, monkeypatch, capsys):
+    """--max-k, --max-batch, --max-results, --max-body reach create_app; a limit not given is its
+    environment variable's, else the default; nonsense is refused before anything is loaded."""
+    import uvicorn
+
+    from ssmrec.cli.serve import LIMIT_FLAGS, LIMIT_PREFIX
+
+    assert {name: default for name, (_, default) in LIMIT_FLAGS.items()} == LIMITS
+    assert all(LIMIT_PREFIX + name.upper() == LIMIT_ENV[name] for name in LIMITS)
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: started.update(app=app))
+    monkeypatch.setenv("SSMREC_SERVE_MAX_BODY", "5000")
+    assert main(["serve", str(run), "--max-k", "7", "--max-batch", "3", "--max-results", "15"]) == 0
+    c = TestClient(started["app"])
+    assert c.get("/healthz").json()["limits"] == {"max_k": 7, "max_batch": 3, "max_results": 15, "max_body": 5000}
+    assert_error(c.get("/recommend", params={"user": 1, "k": 8}), 422, "from 1 to 7 (this server's max_k")
+    assert_error(c.post("/recommend", json={"users": [1, 2, 3], "k": 6}), 413, "3 x 6 = 18")
+    monkeypatch.delenv("SSMREC_SERVE_MAX_BODY")
+    assert main(["serve", str(run)]) == 0
+    assert TestClient(started["app"]).get("/healthz").json()["limits"] == LIMITS
+    capsys.readouterr()
+    assert main(["serve", str(run), "--max-results", "0"]) == 2
+    assert "ssmrec serve: error: --max-results must be positive, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-k N" in text and "(default: $SSMREC_SERVE_MAX_BODY, else 1,048,576)" in text
 
 
 # ---------------------------------------------------------------- issue 19, item 6: the server answers too much
