@@ -39,6 +39,10 @@ continues from there, over the same batches, so a resumed sweep ends where the u
 would (``kill -9`` loses the steps since the last checkpoint, nothing before it). A member is
 resumed with its sweep, not on its own. The checkpoint's code is
 :mod:`ssmrec.sweeps.checkpoint`.
+
+(Past 500 lines on purpose: one class, whose setup, step, evaluation, stopping and records share
+the members' state — stacked tables, the optimizer, the live list; its models are in
+:mod:`~ssmrec.sweeps.stacked` and its checkpoint in :mod:`~ssmrec.sweeps.checkpoint` already.)
 """
 
 from __future__ import annotations
