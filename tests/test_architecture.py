@@ -14,6 +14,7 @@ an export) imports numpy, faiss and FastAPI, never torch nor the training code; 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -283,3 +284,38 @@ def test_an_import_up_the_layers_and_torch_in_serving_are_named(tmp_path):
     assert [f.split(": ", 1)[1] for f in faults] == [
         "ssmrec.losses imports numpy (losses imports only torch and the standard library)",
         "ssmrec.serve.app imports torch (serve never imports torch)"]
+
+
+# ------------------------------------------------------------------ the map
+
+
+def test_the_map_names_modules_and_functions_that_exist():
+    """Every ``path.py: name`` (and ``models: name``, ``losses: name``) that ARCHITECTURE.md names is
+    defined there: a function, class or constant of the module, or ``Class.method``."""
+    text = (ROOT.parent / "ARCHITECTURE.md").read_text()
+    named = re.findall(r"`([a-z_]+/[a-z_/]+\.py): ([A-Za-z_][\w.]*)`", text)
+    named += [(f"{pkg}/__init__.py", name) for pkg, name in re.findall(r"`(models|losses): (\w+)`", text)]
+    assert len(named) > 20
+    missing = []
+    for file, name in named:
+        tree = ast.parse((ROOT / file).read_text())
+        scope, found = tree.body, None
+        for part in name.split("."):
+            found = next((node for node in scope if part in defined(node)), None)
+            if found is None:
+                missing.append(f"{file}: {name}")
+                break
+            scope = getattr(found, "body", [])
+    assert not missing, "ARCHITECTURE.md names what the code does not have:\n" + "\n".join(missing)
+
+
+def defined(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.Assign):
+        return {t.id for t in node.targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return {node.target.id}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    return set()
