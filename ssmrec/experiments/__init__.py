@@ -1,7 +1,8 @@
-"""Experiments: TOML grids -> resumable runs -> small result records -> tables and figures.
+"""Experiments, the study: TOML grids -> resumable runs -> small result records -> tables and
+figures. Training K settings at once and tuning are :mod:`ssmrec.sweeps`, which this package uses.
 
-Names are imported on first use (PEP 562), so that the command line can read the light parts
-(which settings sweep members may differ in) without loading torch.
+Names are imported on first use (PEP 562), so that importing the package (or reading a grid, a
+record) does not load torch.
 """
 
 from __future__ import annotations
