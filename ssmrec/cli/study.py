@@ -34,10 +34,15 @@ def _add_experiment(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _check_experiment(args: argparse.Namespace) -> None:
+def _check_runs(args: argparse.Namespace) -> None:
+    """``experiment``, ``rerun``: the device and the thread count asked for the runs."""
     check_device_flag(args)
     if args.threads is not None and args.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+
+
+def _check_experiment(args: argparse.Namespace) -> None:
+    _check_runs(args)
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds >= 0):
         raise ConfigError(f"--max-seconds must be a finite number >= 0, got {args.max_seconds}")
     for path in args.grid:
@@ -71,9 +76,7 @@ def _add_rerun(sub) -> argparse.ArgumentParser:
 
 
 def _check_rerun(args: argparse.Namespace) -> None:
-    check_device_flag(args)
-    if args.threads is not None and args.threads < 0:
-        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    _check_runs(args)
     check_file(args.record, "record")
 
 
