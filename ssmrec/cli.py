@@ -49,6 +49,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "margin": ("loss", "ccl margin m"),
     "neg_weight": ("loss", "ccl negative weight w"),
     "lr": ("optimisation", "Adam learning rate"),
+    "optimizer": ("optimisation", "adam (dense, the study's), sparse-adam (lazy Adam) or rowwise-adagrad: the sparse "
+                                  "ones update only the rows a batch touches, for large catalogues"),
     "batch_size": ("optimisation", "positive pairs per batch"),
     "epochs": ("optimisation", "train at most this many epochs"),
     "max_seconds": ("optimisation", "time budget in seconds, checked after each epoch (0 = none)"),

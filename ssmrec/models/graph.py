@@ -189,6 +189,26 @@ class RowBlock:
         return torch.sparse.mm(wt, grad)
 
 
+    def t_rows(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``block^T @ grad`` as rows: ``(index, values)``, the distinct columns the block reaches
+        (ascending) and those rows of the product (``k x d``), zero rows left out.
+
+        Only the ``k`` reached rows are built: a compact ``k x B`` transpose (columns relabelled
+        by ``torch.unique``), so the cost follows the block's non-zeros, not ``n``. Each row is the
+        same sum, in the same order, as the row of :meth:`t_mm`."""
+        grad = grad.contiguous()
+        index, inv = torch.unique(self.col, sorted=True, return_inverse=True)
+        k, b = index.numel(), self.crow.numel() - 1
+        if not k:
+            return index, grad.new_zeros((0, grad.shape[1]))
+        if grad.device.type == "cpu":
+            wt = sp.csr_matrix((self.val.numpy(), inv.numpy(), self.crow.numpy()), shape=(b, k)).T.tocsr()
+            return index, torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad)
+        wt = torch.sparse_coo_tensor(torch.stack([inv, self.owner]), self.val.to(grad.dtype), (k, b),
+                                     check_invariants=False)
+        return index, torch.sparse.mm(wt, grad)
+
+
 class _RowsMM(torch.autograd.Function):
     """``W_b @ x`` for a small row block ``W_b``; backward ``W_b^T @ grad``."""
 
@@ -211,9 +231,9 @@ class _OneHop(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, ia, ib, wa, wb):
+    def forward(ctx, a, b, ia, ib, wa, wb, sparse=False):
         ctx.save_for_backward(ia, ib)
-        ctx.wa, ctx.wb, ctx.shapes = wa, wb, (a.shape, b.shape)
+        ctx.wa, ctx.wb, ctx.shapes, ctx.sparse = wa, wb, (a.shape, b.shape), sparse
         out_a, out_b = a[ia], b[ib]
         if wa is not None:
             out_a = wa.mm(b, out_a)
@@ -224,19 +244,39 @@ class _OneHop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, ga, gb):
         ia, ib = ctx.saved_tensors
+        if ctx.sparse:
+            return (_row_grad(ctx.wb, gb, ia, ga, ctx.shapes[0]), _row_grad(ctx.wa, ga, ib, gb, ctx.shapes[1]),
+                    None, None, None, None, None)
         grad_a = ctx.wb.t_mm(gb) if ctx.wb is not None else ga.new_zeros(ctx.shapes[0])
         grad_b = ctx.wa.t_mm(ga) if ctx.wa is not None else gb.new_zeros(ctx.shapes[1])
         grad_a.index_add_(0, ia, ga)
         grad_b.index_add_(0, ib, gb)
-        return grad_a, grad_b, None, None, None, None
+        return grad_a, grad_b, None, None, None, None, None
+
+
+def _row_grad(block: RowBlock | None, g_in: torch.Tensor, index: torch.Tensor, g_self: torch.Tensor,
+              shape: torch.Size) -> torch.Tensor:
+    """A table's row gradient from one hop: the rows of ``block^T @ g_in`` (messages it sent)
+    followed by the self term ``g_self`` at ``index``, as one uncoalesced COO tensor (duplicate
+    rows are summed by whoever coalesces it: the optimizer)."""
+    if block is not None:
+        rows, values = block.t_rows(g_in)
+        index, g_self = torch.cat([rows, index]), torch.cat([values, g_self])
+    return torch.sparse_coo_tensor(index.unsqueeze(0), g_self, shape, check_invariants=False)
 
 
 def one_hop(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor,
-            wa: Propagation | None, wb: Propagation | None) -> tuple[torch.Tensor, torch.Tensor]:
+            wa: Propagation | None, wb: Propagation | None, *,
+            sparse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(a[ia] + (Wa @ b)[ia],  b[ib] + (Wb @ a)[ib])``: the batch rows of one propagation step with
     self connections, e.g. 1-layer LightGCN (times 1/2) or SVD++ (one side only).
 
-    Falls back to whole-graph products when a batch asks for a large part of the rows."""
+    Falls back to whole-graph products when a batch asks for a large part of the rows, unless
+    ``sparse``: then ``a`` and ``b`` get row gradients (COO: the rows the batch's blocks reach
+    and the batch's own rows), always from the batch's rows of the graph."""
+    if sparse:
+        return _OneHop.apply(a, b, ia, ib, wa.row_block(ia) if wa is not None else None,
+                             wb.row_block(ib) if wb is not None else None, True)
     if (wa is None or wa.worth_rows(ia)) and (wb is None or wb.worth_rows(ib)):
         return _OneHop.apply(a, b, ia, ib, wa.row_block(ia) if wa is not None else None,
                              wb.row_block(ib) if wb is not None else None)

@@ -84,6 +84,12 @@ class TrainConfig(DataConfig):
     Optimisation:
         lr, batch_size, epochs: Adam learning rate, positives per batch, max epochs
             (default: 1e-3, 2048, 100).
+        optimizer: ``adam`` (dense Adam over whole tables, the study's), ``sparse-adam`` (lazy
+            Adam: only the rows a batch touched move) or ``rowwise-adagrad`` (one accumulator per
+            row, ``G_r += mean_j g_rj^2``, ``w_r -= lr g_r / (sqrt(G_r) + eps)``); the two sparse
+            ones make a step's cost follow the batch, not the catalogue, and refuse the settings
+            where every row gets a gradient (full softmax, LightGCN with 2+ layers); see
+            :mod:`ssmrec.train.optim` (default: ``adam``).
         max_seconds: stop after the epoch in which this much training time has passed; 0 = no
             budget (default: 0).
     Evaluation and selection:
@@ -134,6 +140,7 @@ class TrainConfig(DataConfig):
     margin: float = 0.9
     neg_weight: float = 150.0
     lr: float = 1e-3
+    optimizer: str = "adam"
     batch_size: int = 2048
     epochs: int = 100
     max_seconds: float = 0.0
@@ -245,6 +252,7 @@ class TrainConfig(DataConfig):
         check_device(self.device, f"{source}: device")
         if self.sampler not in SAMPLERS:
             bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        self._check_optimizer(bad)
         if self.sync_every < 0:
             bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {self.sync_every}")
         # numbers: NaN compares false with everything, so ranges are written as what must hold
@@ -308,6 +316,17 @@ class TrainConfig(DataConfig):
             bad("metric", f"must look like 'recall@20' with one of {METRICS} and K >= 1, got {self.metric!r}")
         if int(k) not in self.ks:
             self.ks = tuple(sorted({*self.ks, int(k)}))
+
+    def _check_optimizer(self, bad) -> None:
+        from ssmrec.losses import canonical, kind_of
+        from ssmrec.train.optim import OPTIMIZERS, sparse_refusal
+
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        model = self.model.lower().replace("+", "p").replace("-", "")
+        why = sparse_refusal(self.optimizer, kind_of(canonical(self.loss)), model, self.layers)
+        if why:
+            bad("optimizer", why)
 
     def _check_ratios(self, bad) -> None:
         r = self.ratios
