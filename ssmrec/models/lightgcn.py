@@ -52,6 +52,8 @@ class LightGCN(Recommender):
             u, i = one_hop(self.user_emb, self.item_emb, users, items, self.to_users, self.to_items,
                            sparse=self.sparse_grads)
             return u * 0.5, i * 0.5
+        if self.sparse_grads:  # the layers below the last are whole-graph products
+            self.check_sparse_grads()
         u, i = self.user_emb, self.item_emb
         u_sum, i_sum = u[users], i[items]
         for _ in range(self.layers - 1):
