@@ -6,15 +6,23 @@ step must touch every row are refused."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from ssmrec import Recommender
+from ssmrec.cli import main
 from ssmrec.data import Dataset, Interactions, ratio_split, synthetic
 from ssmrec.errors import ConfigError, TrainingError
+from ssmrec.experiments.members import member_configs
+from ssmrec.experiments.sweep import Sweep
 from ssmrec.models import SVDPP, LightGCN, build_model
 from ssmrec.train import TrainConfig, Trainer
 from ssmrec.train import optim as optim_module
+from ssmrec.train.config import load_toml
+from ssmrec.train.distributed import SINGLE, launch
 from ssmrec.train.objective import build_objective
 from ssmrec.train.optim import RowWiseAdagrad, SparseAdam, dense_hint
 from ssmrec.train.setup import make_optimizer
@@ -260,6 +268,58 @@ def test_checkpoint_mid_epoch_then_resume_is_the_uninterrupted_run(data, tmp_pat
     assert [h["loss"] for h in whole.history] == [h["loss"] for h in resumed.history]
 
 
+# ---------------------------------------------------------------------- several processes
+# 97 rows: the 2348 pairs make 25 global batches, the last of 20 rows, split 49 + 48 (10 + 10)
+DIST_BASE = {"dataset": "small", "dim": 8, "batch_size": 97, "epochs": 1, "progress": False, "reg": 1e-2,
+             "tau": 0.3}
+DIST_SCENARIOS = {
+    "mf-ssm-sparse-adam": {"model": "mf", "loss": "ssm", "extra_negatives": 6, "optimizer": "sparse-adam",
+                           "lr": 0.01},
+    "lightgcn-bpr-rowwise-adagrad": {"model": "lightgcn", "layers": 1, "loss": "bpr", "optimizer": "rowwise-adagrad",
+                                     "lr": 0.05},
+    "svdpp-item-bce-sparse-adam": {"model": "svdpp", "side": "item", "loss": "bce", "optimizer": "sparse-adam",
+                                   "lr": 0.01},
+}
+
+
+def run_steps(ctx, data, settings):
+    """An epoch step by step: each step's global loss and summed row gradients, the tables at the end."""
+    t = Trainer(TrainConfig.from_dict({**DIST_BASE, **settings}), data, write=False, echo=None, dist=ctx)
+    losses, grads = [], []
+    for batch in t.sampler.epoch(0, rank=ctx.rank, world=ctx.world):
+        losses.append(t.step(batch, 0))
+        grads.append({n: p.grad.coalesce() for n, p in t.model.named_parameters()})
+    return {"loss": losses, "grads": grads, "params": {k: v.clone() for k, v in t.model.state_dict().items()}}
+
+
+def _dist_worker(ctx, data, out):
+    torch.save({name: run_steps(ctx, data, s) for name, s in DIST_SCENARIOS.items()}, out / f"rank{ctx.rank}.pt")
+
+
+@pytest.fixture(scope="module")
+def two_workers(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sparse-dist")
+    launch(_dist_worker, (data, out), nproc=2, timeout=120)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.mark.parametrize("name", list(DIST_SCENARIOS))
+def test_two_processes_exchange_rows_and_take_the_one_process_step(two_workers, data, name):
+    one = run_steps(SINGLE, data, DIST_SCENARIOS[name])
+    r0, r1 = two_workers[0][name], two_workers[1][name]
+    assert len(r0["loss"]) == len(one["loss"]) == 25
+    assert r0["loss"] == pytest.approx(one["loss"], abs=1e-5)
+    for step, (g0, g1, g) in enumerate(zip(r0["grads"], r1["grads"], one["grads"])):
+        for k in g:  # the same rows, the summed gradient, on both replicas
+            assert g0[k].layout == torch.sparse_coo and g0[k].is_coalesced(), k
+            assert torch.equal(g0[k].indices(), g[k].indices()), f"{k} at step {step}"
+            torch.testing.assert_close(g0[k].values(), g[k].values(), atol=1e-6, rtol=1e-4, msg=f"{k} at {step}")
+            assert torch.equal(g0[k].values(), g1[k].values()), f"replicas' gradients differ: {k} at {step}"
+    for k, v in one["params"].items():
+        torch.testing.assert_close(r0["params"][k], v, atol=1e-5, rtol=0, msg=k)
+        assert torch.equal(r0["params"][k], r1["params"][k]), f"replicas differ: {k}"
+
+
 # ---------------------------------------------------------------------- refusals and hints
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_full_softmax_is_refused(optimizer):
@@ -320,3 +380,28 @@ def test_hint_for_a_large_catalogue_on_dense_adam(data, monkeypatch):
     lines.clear()
     Trainer(TrainConfig.from_dict({**base, "optimizer": "rowwise-adagrad"}), data, write=False, echo=lines.append)
     assert not any("hint" in line for line in lines)
+
+
+def test_sweeps_and_tuning_refuse_a_sparse_optimizer(data):
+    base = TrainConfig.from_dict({"dataset": "small", "model": "mf", "optimizer": "sparse-adam", "dim": 8})
+    with pytest.raises(ConfigError, match="optimizer: a sweep trains its members with dense Adam"):
+        member_configs(base, [{"reg": 1e-3}, {"reg": 1e-2}])
+    with pytest.raises(ConfigError, match="optimizer: a sweep"):
+        Sweep(base, [{"reg": 1e-3}, {"reg": 1e-2}], data, echo=None)
+
+
+def test_the_command_line_and_the_python_api_take_the_setting(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(tiny_dir), "--model", "svdpp", "--loss", "bpr", "--dim", "8",
+                 "--epochs", "1", "--no-progress", "--optimizer", "rowwise-adagrad", "--lr", "0.05",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["optimizer"] == "rowwise-adagrad"
+    assert main(["train", "--dataset", str(tiny_dir), "--loss", "softmax", "--optimizer", "sparse-adam"]) == 2
+    assert "optimizer cannot be sparse-adam with a full-softmax loss" in capsys.readouterr().err
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'dataset = "{tiny_dir}"\nmodel = "mf"\noptimizer = "sparse-adam"\n')
+    assert TrainConfig.from_dict(load_toml(toml)).optimizer == "sparse-adam"
+    rec = Recommender(model="mf", loss="ssm", optimizer="sparse-adam", dim=8, epochs=1)
+    assert rec.cfg.optimizer == "sparse-adam"
+    with pytest.raises(ConfigError, match="optimizer"):
+        Recommender(model="lightgcn", layers=3, optimizer="rowwise-adagrad")
