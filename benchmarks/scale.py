@@ -1,26 +1,35 @@
 """Step time against the catalogue: the same 1M interactions spread over a growing catalogue.
 
-    python benchmarks/scale.py --sizes 50000 500000 2000000 --steps 24 --out scale.json
+    python benchmarks/scale.py --sizes 50000 500000 2000000 --steps 24 --rounds 3 --out scale.json
 
 For each size (users = items = N) the script draws 1,000,000 distinct (user, item) pairs: users
 uniform, items by a power law (the item of popularity rank r drawn with probability
 proportional to ``(r + 1) ** -alpha``, alpha 1, ranks scattered over the ids), and trains MF
-(dim 64, batch 2048, 1 thread) with BPR and with SSM. Per loss, one Trainer per optimizer
-(``adam``, ``sparse-adam``, ``rowwise-adagrad``) steps through the same batches (one seed, one
-stream), interleaved step by step and in a rotating order so that drift of the machine reaches
-every optimizer alike; a step is :meth:`Trainer.step` (objective, backward, optimizer step, loss
-fetched), timed after ``--warmup`` untimed steps. Drawing the batches (the sampler) is timed
-apart, and each optimizer's step is split into its phases (forward + loss, backward, optimizer)
-on the same batches for the record. Medians are reported, with the ratio to the smallest size.
+(dim 64, batch 2048, lr 1e-3, 1 thread) with BPR and with SSM, with each optimizer (``adam``,
+``sparse-adam``, ``rowwise-adagrad``). A step is :meth:`Trainer.step` (objective, backward,
+optimizer step, loss fetched), timed after ``--warmup`` untimed steps, on the batches of seed 0
+(the same for every optimizer). Drawing a batch (the sampler) is timed apart, and the step is
+split into its phases (forward + loss, backward, optimizer) on further batches, for the record.
+``--epoch`` times one whole training epoch per cell instead (:meth:`Trainer.train_epoch`: every
+batch drawn and stepped).
+
+Every cell (size x loss x optimizer) runs in a fresh process, alone: a dense-Adam trainer of a
+2M catalogue frees and maps gigabytes per step, which would slow whatever shares its process
+(measured: the SSM step of a sparse optimizer beside it, x1.8). The cells are interleaved in
+rounds (every cell once per round, in order), so that drift of the machine reaches all alike;
+a cell's figure is the median of its steps over all rounds (dense Adam: ``--dense-rounds``,
+its ratios are large enough to need no more). Ratios are to the smallest catalogue.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,8 +58,17 @@ def power_law_pairs(n_users: int, n_items: int, pairs: int, alpha: float = 1.0,
     return np.divmod(keys, n_items)
 
 
-def make_dataset(n: int, pairs: int, seed: int = 0) -> Dataset:
-    users, items = power_law_pairs(n, n, pairs + 2000, seed=seed)
+def make_dataset(n: int, pairs: int, seed: int = 0, cache: Path | None = None) -> Dataset:
+    """The pairs of size ``n`` (2,000 more held out as a token test set), cached in ``cache``."""
+    path = cache / f"powerlaw-{n}-{pairs}-{seed}.npz" if cache else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        users, items = z["users"], z["items"]
+    else:
+        users, items = power_law_pairs(n, n, pairs + 2000, seed=seed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, users=users, items=items)
     train = Interactions.from_pairs(users[:pairs], items[:pairs], n, n, name="train")
     test = Interactions.from_pairs(users[pairs:], items[pairs:], n, n, name="test")
     return Dataset(f"powerlaw-{n}", train, test, source="benchmarks/scale.py")
@@ -82,32 +100,49 @@ def phases(t: Trainer, batches) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-def measure(ds: Dataset, loss: str, optimizers, steps: int, warmup: int, dim: int, batch: int) -> list[dict]:
-    trainers = {opt: trainer(ds, loss, opt, dim, batch) for opt in optimizers}
-    first = next(iter(trainers.values()))
-    stream, sample_ms = first.sampler.epoch(0), []
-    batches = []
-    for _ in range(warmup + steps + 8):  # the same batches for every optimizer (one seed, one stream)
+def measure_cell(n: int, loss: str, optimizer: str, args) -> dict:
+    """One cell in this process: the step's median and its steps, the sampler, the phases."""
+    torch.set_num_threads(1)
+    ds = make_dataset(n, args.pairs, cache=Path(args.cache) if args.cache else None)
+    t = trainer(ds, loss, optimizer, args.dim, args.batch)
+    if args.epoch:  # one whole epoch instead: sampling and every step, as a run trains it
+        a = time.perf_counter()
+        t.train_epoch(0)
+        return {"n": n, "loss": loss, "optimizer": optimizer, "epoch_s": time.perf_counter() - a,
+                "batches": len(t.sampler)}
+    stream, sample_ms, batches = t.sampler.epoch(0), [], []
+    for _ in range(args.warmup + args.steps + 8):
         a = time.perf_counter()
         batches.append(next(stream))
         sample_ms.append((time.perf_counter() - a) * 1e3)
-    times: dict[str, list[float]] = {opt: [] for opt in optimizers}
-    order = list(optimizers)
-    for k, b in enumerate(batches[:warmup + steps]):
-        order = order[1:] + order[:1]  # rotate: no optimizer always runs first
-        for opt in order:
-            a = time.perf_counter()
-            trainers[opt].step(b, 0)
-            if k >= warmup:
-                times[opt].append((time.perf_counter() - a) * 1e3)
-    rows = []
-    for opt in optimizers:
-        rows.append({"n": ds.n_users, "loss": loss, "optimizer": opt, "step_ms": statistics.median(times[opt]),
-                     "steps": len(times[opt]), "sample_ms": statistics.median(sample_ms),
-                     **phases(trainers[opt], batches[warmup + steps:])})
-    del trainers, first
-    gc.collect()
-    return rows
+    times = []
+    for k, b in enumerate(batches[:args.warmup + args.steps]):
+        a = time.perf_counter()
+        t.step(b, 0)
+        if k >= args.warmup:
+            times.append((time.perf_counter() - a) * 1e3)
+    return {"n": n, "loss": loss, "optimizer": optimizer, "step_ms": statistics.median(times), "times_ms": times,
+            "sample_ms": statistics.median(sample_ms), **phases(t, batches[args.warmup + args.steps:])}
+
+
+def run_cell(n: int, loss: str, optimizer: str, args) -> dict:
+    """:func:`measure_cell` in a fresh process."""
+    cmd = [sys.executable, __file__, "--cell", f"{n},{loss},{optimizer}", "--pairs", str(args.pairs),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--dim", str(args.dim),
+           "--batch", str(args.batch), "--cache", args.cache or ""] + (["--epoch"] if args.epoch else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def combine(runs: list[dict]) -> dict:
+    """A cell's rounds: the median of all its steps, and of its phases' medians."""
+    times = [x for r in runs for x in r["times_ms"]]
+    out = {k: runs[0][k] for k in ("n", "loss", "optimizer")}
+    out.update(step_ms=statistics.median(times), steps=len(times), rounds=len(runs),
+               round_medians_ms=[r["step_ms"] for r in runs])
+    for k in ("sample_ms", "forward_ms", "backward_ms", "optimizer_ms"):
+        out[k] = statistics.median(r[k] for r in runs)
+    return out
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -139,24 +174,42 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=1_000_000)
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--warmup", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--dense-rounds", type=int, default=1)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--losses", nargs="+", default=list(LOSSES))
     p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
+    p.add_argument("--cache", default="/tmp/ssmrec-scale", help="folder for the generated pairs ('' = none)")
+    p.add_argument("--epoch", action="store_true", help="time one training epoch per cell instead of steps")
+    p.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # N,loss,optimizer: one cell, here
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    rows = []
-    for n in args.sizes:
-        a = time.perf_counter()
-        ds = make_dataset(n, args.pairs)
-        print(f"{ds.name}: {ds.train.nnz:,} pairs, built in {time.perf_counter() - a:.1f} s", flush=True)
-        for loss in args.losses:
-            for r in measure(ds, loss, args.optimizers, args.steps, args.warmup, args.dim, args.batch):
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-        del ds
-        gc.collect()
+    if args.cell:
+        n, loss, opt = args.cell.split(",")
+        print(json.dumps(measure_cell(int(n), loss, opt, args)))
+        return
+    for n in args.sizes:  # the data once, before any timing
+        make_dataset(n, args.pairs, cache=Path(args.cache) if args.cache else None)
+    if args.epoch:
+        rows = [run_cell(n, loss, opt, args) for n in args.sizes for loss in args.losses for opt in args.optimizers]
+        for r in rows:
+            print(f"{r['n']:,} {r['loss']} {r['optimizer']}: epoch of {r['batches']} batches {r['epoch_s']:.1f} s")
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"args": vars(args), "torch": torch.__version__, "rows": rows}, f, indent=1)
+        return
+    runs: dict[tuple, list[dict]] = {}
+    for r in range(max(args.rounds, args.dense_rounds)):
+        for n in args.sizes:
+            for loss in args.losses:
+                for opt in args.optimizers:
+                    if r >= (args.dense_rounds if opt == "adam" else args.rounds):
+                        continue
+                    cell = run_cell(n, loss, opt, args)
+                    runs.setdefault((n, loss, opt), []).append(cell)
+                    print(f"round {r + 1}: {n:,} {loss} {opt}: {cell['step_ms']:.1f} ms", flush=True)
+    rows = [combine(v) for v in runs.values()]
     print("\n".join(table(rows)))
     if args.out:
         with open(args.out, "w") as f:

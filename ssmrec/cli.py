@@ -48,7 +48,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "logq": ("loss", "ssm: logQ correction (subtract log expected candidate counts)"),
     "margin": ("loss", "ccl margin m"),
     "neg_weight": ("loss", "ccl negative weight w"),
-    "lr": ("optimisation", "Adam learning rate"),
+    "lr": ("optimisation", "learning rate of the optimizer (Adam's by default)"),
     "optimizer": ("optimisation", "adam (dense, the study's), sparse-adam (lazy Adam) or rowwise-adagrad: the sparse "
                                   "ones update only the rows a batch touches, for large catalogues"),
     "batch_size": ("optimisation", "positive pairs per batch"),

@@ -10,7 +10,8 @@ A run on ``N`` processes computes what one process computes on the same global b
   positive-item representations, with gradients flowing back through the gather, so each row
   sees the candidates of the global batch;
 * gradients: summed over the processes after each backward pass (one all-reduce of a flat
-  buffer), so every replica takes the single-process step and the replicas stay identical;
+  buffer; with a sparse optimizer, an all-gather of the rows each process touched), so every
+  replica takes the single-process step and the replicas stay identical;
 * evaluation: each process ranks its part of the users; the per-user values are summed over the
   processes (each user is held by exactly one, zeros elsewhere), which is exact.
 
