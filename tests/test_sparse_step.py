@@ -7,6 +7,7 @@ step must touch every row are refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ from ssmrec import Recommender
 from ssmrec.cli import main
 from ssmrec.data import Dataset, Interactions, ratio_split, synthetic
 from ssmrec.errors import ConfigError, TrainingError
+from ssmrec.experiments.grid import result_settings
 from ssmrec.experiments.members import member_configs
+from ssmrec.experiments.records import Record, stop_note
 from ssmrec.experiments.sweep import Sweep
 from ssmrec.models import SVDPP, LightGCN, build_model
 from ssmrec.train import TrainConfig, Trainer
@@ -405,3 +408,14 @@ def test_the_command_line_and_the_python_api_take_the_setting(tiny_dir, tmp_path
     assert rec.cfg.optimizer == "sparse-adam"
     with pytest.raises(ConfigError, match="optimizer"):
         Recommender(model="lightgcn", layers=3, optimizer="rowwise-adagrad")
+
+
+def test_grid_cells_keep_their_ids_and_reports_name_a_sparse_optimizer():
+    adam = TrainConfig.from_dict({"dataset": "gowalla", "model": "mf"})
+    assert "optimizer" not in result_settings(adam)  # every recorded cell's id stays what it was
+    assert result_settings(adam.replace({"optimizer": "sparse-adam"}))["optimizer"] == "sparse-adam"
+    m = {"stop_reason": "early_stopped", "epochs_run": 10, "best_epoch": 8}
+    sparse = Record(Path("a"), {"settings": {"lr": 1e-3, "optimizer": "rowwise-adagrad"}, "metrics": m})
+    dense = Record(Path("b"), {"settings": {"lr": 1e-3}, "metrics": m})
+    assert stop_note([sparse, dense]).endswith("; optimizer rowwise-adagrad (the study's: adam)")
+    assert "optimizer" not in stop_note([dense])
