@@ -188,7 +188,6 @@ class RowBlock:
                                      (self.n, grad.shape[0]), check_invariants=False)
         return torch.sparse.mm(wt, grad)
 
-
     def t_rows(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``block^T @ grad`` as rows: ``(index, values)``, the distinct columns the block reaches
         (ascending) and those rows of the product (``k x d``), zero rows left out.

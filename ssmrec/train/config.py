@@ -82,7 +82,7 @@ class TrainConfig(DataConfig):
         logq: ssm: subtract log expected candidate counts (logQ correction) (default: False).
         margin, neg_weight: ccl's ``m`` and ``w`` (default: 0.9, 150).
     Optimisation:
-        lr, batch_size, epochs: Adam learning rate, positives per batch, max epochs
+        lr, batch_size, epochs: learning rate (of Adam by default), positives per batch, max epochs
             (default: 1e-3, 2048, 100).
         optimizer: ``adam`` (dense Adam over whole tables, the study's), ``sparse-adam`` (lazy
             Adam: only the rows a batch touched move) or ``rowwise-adagrad`` (one accumulator per

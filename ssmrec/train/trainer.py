@@ -306,7 +306,7 @@ class Trainer:
         """Backward and the optimizer step; the loss, detached, left on the device."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.dist.reduce_gradients(self.model.parameters(), rows=self.model.sparse_grads)
+        self.dist.reduce_gradients(self.model.parameters(), rows=getattr(self.model, "sparse_grads", False))
         self.optimizer.step()
         return loss.detach()
 
