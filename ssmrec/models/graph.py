@@ -230,9 +230,9 @@ class _OneHop(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, ia, ib, wa, wb, sparse=False):
+    def forward(ctx, a, b, ia, ib, wa, wb):
         ctx.save_for_backward(ia, ib)
-        ctx.wa, ctx.wb, ctx.shapes, ctx.sparse = wa, wb, (a.shape, b.shape), sparse
+        ctx.wa, ctx.wb, ctx.shapes = wa, wb, (a.shape, b.shape)
         out_a, out_b = a[ia], b[ib]
         if wa is not None:
             out_a = wa.mm(b, out_a)
@@ -243,25 +243,60 @@ class _OneHop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, ga, gb):
         ia, ib = ctx.saved_tensors
-        if ctx.sparse:
-            return (_row_grad(ctx.wb, gb, ia, ga, ctx.shapes[0]), _row_grad(ctx.wa, ga, ib, gb, ctx.shapes[1]),
-                    None, None, None, None, None)
         grad_a = ctx.wb.t_mm(gb) if ctx.wb is not None else ga.new_zeros(ctx.shapes[0])
         grad_b = ctx.wa.t_mm(ga) if ctx.wa is not None else gb.new_zeros(ctx.shapes[1])
         grad_a.index_add_(0, ia, ga)
         grad_b.index_add_(0, ib, gb)
-        return grad_a, grad_b, None, None, None, None, None
+        return grad_a, grad_b, None, None, None, None
 
 
-def _row_grad(block: RowBlock | None, g_in: torch.Tensor, index: torch.Tensor, g_self: torch.Tensor,
-              shape: torch.Size) -> torch.Tensor:
-    """A table's row gradient from one hop: the rows of ``block^T @ g_in`` (messages it sent)
-    followed by the self term ``g_self`` at ``index``, as one uncoalesced COO tensor (duplicate
-    rows are summed by whoever coalesces it: the optimizer)."""
+class _OneHopRows(torch.autograd.Function):
+    """:class:`_OneHop` for the sparse optimizers: each table's gradient is a COO row gradient
+    (the rows its messages came from, then the batch's own rows), never an ``n x d`` buffer.
+
+    The blocks hold the batch's *distinct* rows (``(block, inverse)``: row ``k`` of the batch is
+    row ``inverse[k]`` of the block): a popular item drawn a hundred times in a batch is one
+    row of the graph, not a hundred copies of its thousands of non-zeros, so a step's graph work
+    is bounded by the non-zeros of the batch's distinct rows (at most the whole graph's)."""
+
+    @staticmethod
+    def forward(ctx, a, b, ia, ib, wa, wb):
+        ctx.save_for_backward(ia, ib)
+        ctx.wa, ctx.wb, ctx.shapes = wa, wb, (a.shape, b.shape)
+        out_a, out_b = a[ia], b[ib]
+        if wa is not None:
+            out_a = out_a + wa[0].mm(b)[wa[1]]
+        if wb is not None:
+            out_b = out_b + wb[0].mm(a)[wb[1]]
+        return out_a, out_b
+
+    @staticmethod
+    def backward(ctx, ga, gb):
+        ia, ib = ctx.saved_tensors
+        return (_row_grad(ctx.wb, gb, ia, ga, ctx.shapes[0]), _row_grad(ctx.wa, ga, ib, gb, ctx.shapes[1]),
+                None, None, None, None)
+
+
+def _row_grad(block: tuple[RowBlock, torch.Tensor] | None, g_in: torch.Tensor, index: torch.Tensor,
+              g_self: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A table's row gradient from one hop: the rows of ``block^T @ g`` (the messages it sent;
+    ``g`` is ``g_in`` summed over the batch's copies of each distinct row) followed by the self
+    term ``g_self`` at ``index``, as one uncoalesced COO tensor (duplicate rows are summed by
+    whoever coalesces it: the optimizer)."""
     if block is not None:
-        rows, values = block.t_rows(g_in)
+        rows_block, inverse = block
+        g = g_in.new_zeros((rows_block.crow.numel() - 1, g_in.shape[1])).index_add_(0, inverse, g_in)
+        rows, values = rows_block.t_rows(g)
         index, g_self = torch.cat([rows, index]), torch.cat([values, g_self])
     return torch.sparse_coo_tensor(index.unsqueeze(0), g_self, shape, check_invariants=False)
+
+
+def _distinct_block(w: Propagation | None, index: torch.Tensor) -> tuple[RowBlock, torch.Tensor] | None:
+    """The block of ``index``'s distinct rows of ``w`` and where each of ``index`` sits in it."""
+    if w is None:
+        return None
+    rows, inverse = torch.unique(index, return_inverse=True)
+    return w.row_block(rows), inverse
 
 
 def one_hop(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor,
@@ -274,8 +309,7 @@ def one_hop(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor
     ``sparse``: then ``a`` and ``b`` get row gradients (COO: the rows the batch's blocks reach
     and the batch's own rows), always from the batch's rows of the graph."""
     if sparse:
-        return _OneHop.apply(a, b, ia, ib, wa.row_block(ia) if wa is not None else None,
-                             wb.row_block(ib) if wb is not None else None, True)
+        return _OneHopRows.apply(a, b, ia, ib, _distinct_block(wa, ia), _distinct_block(wb, ib))
     if (wa is None or wa.worth_rows(ia)) and (wb is None or wb.worth_rows(ib)):
         return _OneHop.apply(a, b, ia, ib, wa.row_block(ia) if wa is not None else None,
                              wb.row_block(ib) if wb is not None else None)
