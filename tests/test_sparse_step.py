@@ -201,6 +201,31 @@ def test_ntr_dislikes_give_row_gradients(data, dislikes, model):
     check_rows(data, cfg, m, objective, batch)
 
 
+@pytest.mark.parametrize("make", [lambda t: SVDPP(t, 8, side="user"), lambda t: SVDPP(t, 8, side="item", a1=0.5),
+                                  lambda t: LightGCN(t, 8, layers=1)], ids=["svdpp-user", "svdpp-item", "lightgcn-1"])
+def test_one_hop_rows_with_a_row_drawn_many_times(data, make):
+    """The sparse one-hop path builds its blocks over the batch's distinct rows: copies of a row
+    get the same representation and their gradients add up, as on the dense path."""
+    popular_item = int(np.argmax(data.train.item_degree))
+    users = torch.tensor([3, 3, 7, 3, 11])
+    items = torch.tensor([popular_item, 5, popular_item, popular_item, 9, 2])
+    weights = (torch.randn(5, 8, generator=torch.Generator().manual_seed(0)),
+               torch.randn(6, 8, generator=torch.Generator().manual_seed(1)))
+    out = {}
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        m = make(data.train)
+        m.use_sparse_grads(sparse)
+        u, i = m.batch_reps(users, items)
+        ((u * weights[0]).sum() + (i * weights[1]).sum()).backward()
+        out[sparse] = (u.detach(), i.detach(), [p.grad for p in m.parameters()])
+    torch.testing.assert_close(out[True][0], out[False][0])
+    torch.testing.assert_close(out[True][1], out[False][1])
+    for g_sparse, g_dense in zip(out[True][2], out[False][2]):
+        assert g_sparse.layout == torch.sparse_coo
+        torch.testing.assert_close(g_sparse.to_dense(), g_dense, rtol=1e-5, atol=1e-7)
+
+
 def test_lightgcn_without_layers_is_mf(data):
     cfg, m, objective, sampler, _ = build(data, {"model": "lightgcn", "layers": 0, "loss": "ssm",
                                                 "optimizer": "rowwise-adagrad"})
