@@ -5,11 +5,12 @@
 For each size (users = items = N) the script draws 1,000,000 distinct (user, item) pairs: users
 uniform, items by a power law (the item of popularity rank r drawn with probability
 proportional to ``(r + 1) ** -alpha``, alpha 1, ranks scattered over the ids), and trains MF
-(dim 64, batch 2048, lr 1e-3, 1 thread) with BPR and with SSM, with each optimizer (``adam``,
-``sparse-adam``, ``rowwise-adagrad``). A step is :meth:`Trainer.step` (objective, backward,
-optimizer step, loss fetched), timed after ``--warmup`` untimed steps, on the batches of seed 0
-(the same for every optimizer). Drawing a batch (the sampler) is timed apart, and the step is
-split into its phases (forward + loss, backward, optimizer) on further batches, for the record.
+(or ``--model``: SVD++, 1-layer LightGCN) (dim 64, batch 2048, lr 1e-3, 1 thread) with BPR and
+with SSM, with each optimizer (``adam``, ``sparse-adam``, ``rowwise-adagrad``). A step is
+:meth:`Trainer.step` (objective, backward, optimizer step, loss fetched), timed after
+``--warmup`` untimed steps, on the batches of seed 0 (the same for every optimizer). Drawing a
+batch (the sampler) is timed apart, and the step is split into its phases (forward + loss,
+backward, optimizer) on further batches, for the record.
 ``--epoch`` times one whole training epoch per cell instead (:meth:`Trainer.train_epoch`: every
 batch drawn and stepped).
 
@@ -74,8 +75,9 @@ def make_dataset(n: int, pairs: int, seed: int = 0, cache: Path | None = None) -
     return Dataset(f"powerlaw-{n}", train, test, source="benchmarks/scale.py")
 
 
-def trainer(ds: Dataset, loss: str, optimizer: str, dim: int, batch: int) -> Trainer:
-    cfg = TrainConfig.from_dict({"dataset": ds.name, "model": "mf", "loss": loss, "optimizer": optimizer,
+def trainer(ds: Dataset, loss: str, optimizer: str, dim: int, batch: int, model: str = "mf") -> Trainer:
+    """A Trainer of ``model`` (LightGCN: 1 layer) on ``ds``, one thread, writing nothing."""
+    cfg = TrainConfig.from_dict({"dataset": ds.name, "model": model, "layers": 1, "loss": loss, "optimizer": optimizer,
                                  "dim": dim, "batch_size": batch, "threads": 1, "device": "cpu",
                                  "progress": False, "lr": 1e-3})
     return Trainer(cfg, ds, write=False, echo=None)
@@ -104,7 +106,7 @@ def measure_cell(n: int, loss: str, optimizer: str, args) -> dict:
     """One cell in this process: the step's median and its steps, the sampler, the phases."""
     torch.set_num_threads(1)
     ds = make_dataset(n, args.pairs, cache=Path(args.cache) if args.cache else None)
-    t = trainer(ds, loss, optimizer, args.dim, args.batch)
+    t = trainer(ds, loss, optimizer, args.dim, args.batch, args.model)
     if args.epoch:  # one whole epoch instead: sampling and every step, as a run trains it
         a = time.perf_counter()
         t.train_epoch(0)
@@ -129,7 +131,8 @@ def run_cell(n: int, loss: str, optimizer: str, args) -> dict:
     """:func:`measure_cell` in a fresh process."""
     cmd = [sys.executable, __file__, "--cell", f"{n},{loss},{optimizer}", "--pairs", str(args.pairs),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--dim", str(args.dim),
-           "--batch", str(args.batch), "--cache", args.cache or ""] + (["--epoch"] if args.epoch else [])
+           "--batch", str(args.batch), "--model", args.model, "--cache", args.cache or ""]
+    cmd += ["--epoch"] if args.epoch else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -149,7 +152,7 @@ def table(rows: list[dict]) -> list[str]:
     """Markdown: median ms per step, and the ratio to the smallest catalogue."""
     sizes = sorted({r["n"] for r in rows})
     by = {(r["n"], r["loss"], r["optimizer"]): r for r in rows}
-    head = "| users = items | " + " | ".join(f"MF + {loss.upper()}, {opt}" for loss in LOSSES for opt in OPTIMIZERS
+    head = "| users = items | " + " | ".join(f"{loss.upper()}, {opt}" for loss in LOSSES for opt in OPTIMIZERS
                                             if (sizes[0], loss, opt) in by) + " |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for n in sizes:
@@ -178,6 +181,7 @@ def main() -> None:
     p.add_argument("--dense-rounds", type=int, default=1)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batch", type=int, default=2048)
+    p.add_argument("--model", default="mf", help="mf, svdpp or lightgcn (1 layer) (default: mf)")
     p.add_argument("--losses", nargs="+", default=list(LOSSES))
     p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
     p.add_argument("--cache", default="/tmp/ssmrec-scale", help="folder for the generated pairs ('' = none)")
