@@ -397,9 +397,14 @@ def test_a_dense_gradient_is_refused_by_the_sparse_optimizers(cls):
 
 
 def test_hint_for_a_large_catalogue_on_dense_adam(data, monkeypatch):
-    assert dense_hint(300_000, 200_000, "adam").startswith("hint: 300,000 users + 200,000 items")
-    assert dense_hint(300_000, 200_000, "sparse-adam") is None
-    assert dense_hint(1000, 1000, "adam") is None
+    cfg = TrainConfig.from_dict({"model": "mf", "loss": "ssm"})
+    assert dense_hint(cfg, 300_000, 200_000).startswith("hint: 300,000 users + 200,000 items")
+    assert dense_hint(cfg.replace({"optimizer": "sparse-adam"}), 300_000, 200_000) is None
+    assert dense_hint(cfg, 1000, 1000) is None
+    # where a sparse optimizer would be refused, no hint points to it
+    assert dense_hint(cfg.replace({"loss": "softmax"}), 300_000, 200_000) is None
+    assert dense_hint(cfg.replace({"model": "lightgcn", "layers": 3}), 300_000, 200_000) is None
+    assert dense_hint(cfg.replace({"model": "lightgcn", "layers": 1}), 300_000, 200_000) is not None
     monkeypatch.setattr(optim_module, "LARGE_CATALOGUE", 10)
     lines: list[str] = []
     base = {"dataset": "small", "model": "mf", "dim": 8, "progress": False}

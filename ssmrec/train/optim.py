@@ -61,9 +61,19 @@ def sparse_refusal(optimizer: str, loss_kind: str, model: str, layers: int) -> s
     return None
 
 
-def dense_hint(n_users: int, n_items: int, optimizer: str) -> str | None:
-    """A one-line hint for a large catalogue trained with dense Adam (None otherwise)."""
-    if is_sparse(optimizer) or n_users + n_items < LARGE_CATALOGUE:
+def dense_hint(cfg, n_users: int, n_items: int) -> str | None:
+    """A one-line hint for a large catalogue trained with dense Adam where a sparse optimizer would
+    work (None otherwise).
+
+    Args:
+        cfg: the run's :class:`~ssmrec.train.config.TrainConfig`.
+        n_users, n_items: the catalogue."""
+    from ssmrec.losses import canonical, kind_of
+
+    if is_sparse(cfg.optimizer) or n_users + n_items < LARGE_CATALOGUE:
+        return None
+    model = cfg.model.lower().replace("+", "p").replace("-", "")
+    if sparse_refusal(SPARSE[0], kind_of(canonical(cfg.loss)), model, cfg.layers):
         return None
     return (f"hint: {n_users:,} users + {n_items:,} items: dense Adam updates every row of both tables at every "
             "step; --optimizer sparse-adam or rowwise-adagrad update only the rows a batch touches")

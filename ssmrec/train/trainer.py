@@ -116,7 +116,7 @@ class Trainer:
         if self.sampler_kind == "device":  # pairs, seen keys and CDF on the device once
             self.sampler = DeviceSampler.like(self.sampler, self.device)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.device, cfg.optimizer)
-        hint = dense_hint(train.n_users, train.n_items, cfg.optimizer)
+        hint = dense_hint(cfg, train.n_users, train.n_items)
         if hint and not resuming:
             self.echo(hint)
         common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk,
