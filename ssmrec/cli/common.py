@@ -17,7 +17,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from ssmrec.data.config import PROTOCOLS
-from ssmrec.train.config import LOSS_SETTINGS, MODEL_SETTINGS, SAMPLERS, ConfigError, TrainConfig, check_device
+from ssmrec.train.config import (
+    LOSS_SETTINGS,
+    MODEL_SETTINGS,
+    OPTIMIZERS,
+    SAMPLERS,
+    ConfigError,
+    TrainConfig,
+    check_device,
+)
 from ssmrec.train.config_io import coerce, parse_text
 
 # setting -> (topic, help). The order here is the order of ``ssmrec train --help``.
@@ -52,7 +60,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "logq": ("loss", "ssm: logQ correction (subtract log expected candidate counts)"),
     "margin": ("loss", "ccl margin m"),
     "neg_weight": ("loss", "ccl negative weight w"),
-    "lr": ("optimisation", "Adam learning rate"),
+    "lr": ("optimisation", "learning rate of the optimizer (Adam's by default)"),
+    "optimizer": ("optimisation", "adam (dense, the study's), sparse-adam (lazy Adam) or rowwise-adagrad: the sparse "
+                                  "ones update only the rows a batch touches, for large catalogues"),
     "batch_size": ("optimisation", "positive pairs per batch"),
     "epochs": ("optimisation", "train at most this many epochs"),
     "max_seconds": ("optimisation", "time budget in seconds, checked after each epoch (0 = none)"),
@@ -231,6 +241,8 @@ def check_settings(values: dict[str, Any], source: str = "command line", *, conf
         check_device(v["device"], f"{source}: device")
     if "sampler" in v and v["sampler"] not in SAMPLERS:
         bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {v['sampler']!r}")
+    if "optimizer" in v and v["optimizer"] not in OPTIMIZERS:
+        bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {v['optimizer']!r}")
     if v.get("sync_every", 0) < 0:
         bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {v['sync_every']}")
     for name in ("tau", "lr"):

@@ -284,10 +284,13 @@ def _stop(r: Record) -> str:
 
 
 def stop_note(rs: list[Record]) -> str:
-    """How each run stopped; a learning rate other than the study's is said once."""
+    """How each run stopped; a learning rate or an optimizer other than the study's is said once."""
     note = "; ".join(_stop(r) for r in rs)
     rates = sorted({float(r.s["lr"]) for r in rs
                     if r.s.get("lr") is not None and abs(float(r.s["lr"]) - STUDY_LR) > 1e-12})
     if rates:
         note += f"; own learning rate {', '.join(f'{x:g}' for x in rates)} (the study's: {STUDY_LR:g})"
+    optimizers = sorted({str(r.s["optimizer"]) for r in rs if r.s.get("optimizer", "adam") != "adam"})
+    if optimizers:  # a sparse optimizer is another optimizer, not the study's protocol
+        note += f"; optimizer {', '.join(optimizers)} (the study's: adam)"
     return note

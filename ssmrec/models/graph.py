@@ -188,6 +188,25 @@ class RowBlock:
                                      (self.n, grad.shape[0]), check_invariants=False)
         return torch.sparse.mm(wt, grad)
 
+    def t_rows(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``block^T @ grad`` as rows: ``(index, values)``, the distinct columns the block reaches
+        (ascending) and those rows of the product (``k x d``), zero rows left out.
+
+        Only the ``k`` reached rows are built: a compact ``k x B`` transpose (columns relabelled
+        by ``torch.unique``), so the cost follows the block's non-zeros, not ``n``. Each row is the
+        same sum, in the same order, as the row of :meth:`t_mm`."""
+        grad = grad.contiguous()
+        index, inv = torch.unique(self.col, sorted=True, return_inverse=True)
+        k, b = index.numel(), self.crow.numel() - 1
+        if not k:
+            return index, grad.new_zeros((0, grad.shape[1]))
+        if grad.device.type == "cpu":
+            wt = sp.csr_matrix((self.val.numpy(), inv.numpy(), self.crow.numpy()), shape=(b, k)).T.tocsr()
+            return index, torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad)
+        wt = torch.sparse_coo_tensor(torch.stack([inv, self.owner]), self.val.to(grad.dtype), (k, b),
+                                     check_invariants=False)
+        return index, torch.sparse.mm(wt, grad)
+
 
 class _RowsMM(torch.autograd.Function):
     """``W_b @ x`` for a small row block ``W_b``; backward ``W_b^T @ grad``."""
@@ -231,12 +250,66 @@ class _OneHop(torch.autograd.Function):
         return grad_a, grad_b, None, None, None, None
 
 
+class _OneHopRows(torch.autograd.Function):
+    """:class:`_OneHop` for the sparse optimizers: each table's gradient is a COO row gradient
+    (the rows its messages came from, then the batch's own rows), never an ``n x d`` buffer.
+
+    The blocks hold the batch's *distinct* rows (``(block, inverse)``: row ``k`` of the batch is
+    row ``inverse[k]`` of the block): a popular item drawn a hundred times in a batch is one
+    row of the graph, not a hundred copies of its thousands of non-zeros, so a step's graph work
+    is bounded by the non-zeros of the batch's distinct rows (at most the whole graph's)."""
+
+    @staticmethod
+    def forward(ctx, a, b, ia, ib, wa, wb):
+        ctx.save_for_backward(ia, ib)
+        ctx.wa, ctx.wb, ctx.shapes = wa, wb, (a.shape, b.shape)
+        out_a, out_b = a[ia], b[ib]
+        if wa is not None:
+            out_a = out_a + wa[0].mm(b)[wa[1]]
+        if wb is not None:
+            out_b = out_b + wb[0].mm(a)[wb[1]]
+        return out_a, out_b
+
+    @staticmethod
+    def backward(ctx, ga, gb):
+        ia, ib = ctx.saved_tensors
+        return (_row_grad(ctx.wb, gb, ia, ga, ctx.shapes[0]), _row_grad(ctx.wa, ga, ib, gb, ctx.shapes[1]),
+                None, None, None, None)
+
+
+def _row_grad(block: tuple[RowBlock, torch.Tensor] | None, g_in: torch.Tensor, index: torch.Tensor,
+              g_self: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A table's row gradient from one hop: the rows of ``block^T @ g`` (the messages it sent;
+    ``g`` is ``g_in`` summed over the batch's copies of each distinct row) followed by the self
+    term ``g_self`` at ``index``, as one uncoalesced COO tensor (duplicate rows are summed by
+    whoever coalesces it: the optimizer)."""
+    if block is not None:
+        rows_block, inverse = block
+        g = g_in.new_zeros((rows_block.crow.numel() - 1, g_in.shape[1])).index_add_(0, inverse, g_in)
+        rows, values = rows_block.t_rows(g)
+        index, g_self = torch.cat([rows, index]), torch.cat([values, g_self])
+    return torch.sparse_coo_tensor(index.unsqueeze(0), g_self, shape, check_invariants=False)
+
+
+def _distinct_block(w: Propagation | None, index: torch.Tensor) -> tuple[RowBlock, torch.Tensor] | None:
+    """The block of ``index``'s distinct rows of ``w`` and where each of ``index`` sits in it."""
+    if w is None:
+        return None
+    rows, inverse = torch.unique(index, return_inverse=True)
+    return w.row_block(rows), inverse
+
+
 def one_hop(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor,
-            wa: Propagation | None, wb: Propagation | None) -> tuple[torch.Tensor, torch.Tensor]:
+            wa: Propagation | None, wb: Propagation | None, *,
+            sparse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(a[ia] + (Wa @ b)[ia],  b[ib] + (Wb @ a)[ib])``: the batch rows of one propagation step with
     self connections, e.g. 1-layer LightGCN (times 1/2) or SVD++ (one side only).
 
-    Falls back to whole-graph products when a batch asks for a large part of the rows."""
+    Falls back to whole-graph products when a batch asks for a large part of the rows, unless
+    ``sparse``: then ``a`` and ``b`` get row gradients (COO: the rows the batch's blocks reach
+    and the batch's own rows), always from the batch's rows of the graph."""
+    if sparse:
+        return _OneHopRows.apply(a, b, ia, ib, _distinct_block(wa, ia), _distinct_block(wb, ib))
     if (wa is None or wa.worth_rows(ia)) and (wb is None or wb.worth_rows(ib)):
         return _OneHop.apply(a, b, ia, ib, wa.row_block(ia) if wa is not None else None,
                              wb.row_block(ib) if wb is not None else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ssmrec.data.interactions import Interactions
+from ssmrec.errors import ConfigError
 from ssmrec.models.base import Recommender
 from ssmrec.models.graph import Propagation, one_hop, propagation_matrix
 
@@ -43,11 +44,16 @@ class LightGCN(Recommender):
 
     def batch_reps(self, users: torch.Tensor, items: torch.Tensor):
         """Layers ``0..K-1`` in full (the last layer reads them), layer ``K`` for the batch's rows."""
+        if self.sparse_grads and self.layers == 0:  # the mean of layer 0 alone: the ID embeddings
+            return self.rows(self.user_emb, users), self.rows(self.item_emb, items)
         if not self.fast or self.layers == 0:
             return super().batch_reps(users, items)
         if self.layers == 1:
-            u, i = one_hop(self.user_emb, self.item_emb, users, items, self.to_users, self.to_items)
+            u, i = one_hop(self.user_emb, self.item_emb, users, items, self.to_users, self.to_items,
+                           sparse=self.sparse_grads)
             return u * 0.5, i * 0.5
+        if self.sparse_grads:  # the layers below the last are whole-graph products
+            self.check_sparse_grads()
         u, i = self.user_emb, self.item_emb
         u_sum, i_sum = u[users], i[items]
         for _ in range(self.layers - 1):
@@ -57,6 +63,15 @@ class LightGCN(Recommender):
         i_sum = i_sum + self.to_items.gather(items, u)
         scale = 1.0 / (self.layers + 1)
         return u_sum * scale, i_sum * scale
+
+    def check_sparse_grads(self) -> None:
+        if self.layers >= 2:
+            raise ConfigError(f"optimizer: LightGCN with {self.layers} layers propagates the whole graph at each "
+                              "step (a batch's last layer reads every node's previous one), so every row gets a "
+                              "gradient; it cannot train with a sparse optimizer (use layers 1 or optimizer adam)")
+        if not self.fast and self.layers:
+            raise ConfigError("optimizer: LightGCN's plain path (fast=False) propagates the whole graph at each "
+                              "step; it cannot train with a sparse optimizer (use the fast path or optimizer adam)")
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, layers={self.layers}"

@@ -14,4 +14,6 @@ class MF(Recommender):
         return self.user_emb, self.item_emb
 
     def batch_reps(self, users: torch.Tensor, items: torch.Tensor):
+        if self.sparse_grads:
+            return self.rows(self.user_emb, users), self.rows(self.item_emb, items)
         return self.user_emb[users], self.item_emb[items]

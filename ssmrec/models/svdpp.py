@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ssmrec.data.interactions import Interactions
+from ssmrec.errors import ConfigError
 from ssmrec.models.base import Recommender
 from ssmrec.models.graph import Propagation, one_hop, propagation_matrix
 
@@ -40,7 +41,12 @@ class SVDPP(Recommender):
         if not self.fast:
             return super().batch_reps(users, items)
         to_users, to_items = (self.prop, None) if self.side == "user" else (None, self.prop)
-        return one_hop(self.user_emb, self.item_emb, users, items, to_users, to_items)
+        return one_hop(self.user_emb, self.item_emb, users, items, to_users, to_items, sparse=self.sparse_grads)
+
+    def check_sparse_grads(self) -> None:
+        if not self.fast:
+            raise ConfigError("optimizer: SVD++'s plain path (fast=False) propagates the whole graph at each step; "
+                              "it cannot train with a sparse optimizer (use the fast path or optimizer adam)")
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, side={self.side}, a0={self.a0}, a1={self.a1}"

@@ -98,6 +98,9 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
         raise ConfigError("a sweep needs at least one member")
     if base.nproc != 1:
         raise ConfigError(f"nproc: a sweep trains in one process (got nproc={base.nproc})")
+    if base.optimizer != "adam":  # stacked tables: their batch paths build dense gradients
+        raise ConfigError(f"optimizer: a sweep trains its members with dense Adam over stacked tables; "
+                          f"optimizer {base.optimizer} is for solo runs (ssmrec train, or a grid run cell by cell)")
     loss, model = canonical(base.loss), model_key(base.model)
     kind = getattr(spec_of(loss), "cls", None)
     if kind is not None and (hasattr(kind, "on_epoch_start") or getattr(kind, "uses_dislikes", False)):

@@ -50,6 +50,37 @@ SINGLE_FILE_SETTINGS = ("ratios", "temporal", "kcore", "min_rating", "positive_m
 REGISTRY_SETTINGS = ("data_dir", "download")
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 SAMPLERS = ("auto", "host", "device")
+OPTIMIZERS = ("adam", "sparse-adam", "rowwise-adagrad")
+"""The ``optimizer`` setting's values (see :mod:`ssmrec.train.optim`)."""
+SPARSE = ("sparse-adam", "rowwise-adagrad")
+"""The optimizers that update only the rows a step touched (they need row gradients)."""
+
+
+def is_sparse(name: str) -> bool:
+    """Whether optimizer ``name`` takes row (sparse) gradients."""
+    return name in SPARSE
+
+
+def sparse_refusal(optimizer: str, loss_kind: str, model: str, layers: int) -> str | None:
+    """Why a run cannot train with a sparse ``optimizer``, or None when it can.
+
+    Args:
+        optimizer: the ``optimizer`` setting.
+        loss_kind: the loss's kind (``in_batch``, ``sampled``, ``full``).
+        model: the canonical model key (``mf``, ``svdpp``, ``lightgcn``).
+        layers: LightGCN's propagation layers.
+    """
+    if not is_sparse(optimizer):
+        return None
+    if loss_kind == "full":
+        return (f"cannot be {optimizer} with a full-softmax loss: it scores every item at every step, so its "
+                "gradient reaches every row of the item table (use optimizer adam, or an in-batch or sampled "
+                "loss such as ssm or bpr)")
+    if model == "lightgcn" and layers >= 2:
+        return (f"cannot be {optimizer} with LightGCN of {layers} layers: a batch's representations read every "
+                "node's previous layer, so each step propagates (and back-propagates through) the whole graph "
+                "and every row gets a gradient (use layers 1, or optimizer adam)")
+    return None
 
 
 @dataclass
@@ -80,8 +111,14 @@ class TrainConfig(DataConfig):
         logq: ssm: subtract log expected candidate counts (logQ correction) (default: False).
         margin, neg_weight: ccl's ``m`` and ``w`` (default: 0.9, 150).
     Optimisation:
-        lr, batch_size, epochs: Adam learning rate, positives per batch, max epochs
+        lr, batch_size, epochs: learning rate (of Adam by default), positives per batch, max epochs
             (default: 1e-3, 2048, 100).
+        optimizer: ``adam`` (dense Adam over whole tables, the study's), ``sparse-adam`` (lazy
+            Adam: only the rows a batch touched move) or ``rowwise-adagrad`` (one accumulator per
+            row, ``G_r += mean_j g_rj^2``, ``w_r -= lr g_r / (sqrt(G_r) + eps)``); the two sparse
+            ones make a step's cost follow the batch, not the catalogue, and refuse the settings
+            where every row gets a gradient (full softmax, LightGCN with 2+ layers); see
+            :mod:`ssmrec.train.optim` (default: ``adam``).
         max_seconds: stop after the epoch in which this much training time has passed; 0 = no
             budget (default: 0).
     Evaluation and selection:
@@ -132,6 +169,7 @@ class TrainConfig(DataConfig):
     margin: float = 0.9
     neg_weight: float = 150.0
     lr: float = 1e-3
+    optimizer: str = "adam"
     batch_size: int = 2048
     epochs: int = 100
     max_seconds: float = 0.0
@@ -243,6 +281,7 @@ class TrainConfig(DataConfig):
         check_device(self.device, f"{source}: device")
         if self.sampler not in SAMPLERS:
             bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        self._check_optimizer(bad)
         if self.sync_every < 0:
             bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {self.sync_every}")
         # numbers: NaN compares false with everything, so ranges are written as what must hold
@@ -306,6 +345,16 @@ class TrainConfig(DataConfig):
             bad("metric", f"must look like 'recall@20' with one of {METRICS} and K >= 1, got {self.metric!r}")
         if int(k) not in self.ks:
             self.ks = tuple(sorted({*self.ks, int(k)}))
+
+    def _check_optimizer(self, bad) -> None:
+        from ssmrec.losses import canonical, kind_of
+
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        model = self.model.lower().replace("+", "p").replace("-", "")
+        why = sparse_refusal(self.optimizer, kind_of(canonical(self.loss)), model, self.layers)
+        if why:
+            bad("optimizer", why)
 
     def _check_ratios(self, bad) -> None:
         r = self.ratios

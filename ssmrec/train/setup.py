@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ssmrec.data.dataset import Dataset
-from ssmrec.errors import TrainingError
+from ssmrec.errors import ConfigError, TrainingError
 from ssmrec.train.config import TrainConfig
 
 
@@ -130,13 +130,23 @@ def data_location(cfg: TrainConfig, data: Dataset) -> dict[str, str]:
     return {"dataset": str(path.resolve())} if path.exists() else {}
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam; the fused kernel where this torch has one for the device (several times faster on
-    CPU, same update rule)."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr)
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device,
+                   optimizer: str = "adam") -> torch.optim.Optimizer:
+    """The ``optimizer`` setting's optimizer over the model's tables (:mod:`ssmrec.train.optim`).
+
+    ``adam``: Adam, the fused kernel where this torch has one for the device (several times
+    faster on CPU, same update rule). ``sparse-adam`` / ``rowwise-adagrad``: the model is switched
+    to row gradients first (:meth:`~ssmrec.models.base.Recommender.use_sparse_grads`, which
+    refuses a model whose batch path reads whole tables)."""
+    from ssmrec.train.optim import is_sparse
+    from ssmrec.train.optim import make_optimizer as build
+
+    if is_sparse(optimizer):
+        if not hasattr(model, "use_sparse_grads"):
+            raise ConfigError(f"optimizer: {optimizer} needs a model that builds row gradients; "
+                              f"{type(model).__name__} does not (use optimizer adam)")
+        model.use_sparse_grads()
+    return build(model.parameters(), optimizer, lr)
 
 
 def load_loss_state(loss: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -24,6 +24,7 @@ from ssmrec.train.distributed import SINGLE, DistContext
 from ssmrec.train.export import write_export
 from ssmrec.train.loggers import Callbacks
 from ssmrec.train.objective import build_objective
+from ssmrec.train.optim import dense_hint
 from ssmrec.train.run import BEST, EXPORT, LAST, RunDir, check_new_run_dir, default_run_dir, environment
 from ssmrec.train.scorer import ModelScorer
 from ssmrec.train.setup import (  # noqa: F401  (re-exported: trainer's public helpers)
@@ -114,7 +115,10 @@ class Trainer:
         self.sampler_kind = sampler_kind(cfg.sampler, self.device)
         if self.sampler_kind == "device":  # pairs, seen keys and CDF on the device once
             self.sampler = DeviceSampler.like(self.sampler, self.device)
-        self.optimizer = make_optimizer(self.model, cfg.lr, self.device)
+        self.optimizer = make_optimizer(self.model, cfg.lr, self.device, cfg.optimizer)
+        hint = dense_hint(cfg, train.n_users, train.n_items)
+        if hint and not resuming:
+            self.echo(hint)
         common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk,
                       device=self.device)
         # known dislikes are interactions too: never recommended again (so every loss is ranked alike)
@@ -302,7 +306,7 @@ class Trainer:
         """Backward and the optimizer step; the loss, detached, left on the device."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.dist.reduce_gradients(self.model.parameters())
+        self.dist.reduce_gradients(self.model.parameters(), rows=getattr(self.model, "sparse_grads", False))
         self.optimizer.step()
         return loss.detach()
 
