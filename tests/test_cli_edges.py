@@ -132,7 +132,7 @@ CASES = [  # (setting, a bad value, a good one): the light check and TrainConfig
     ("metric", "auc@20", "mrr@5"), ("model", "gcn", "LightGCN"), ("model", "svd", "svd++"), ("loss", "warp", "InfoNCE"),
     ("loss", "adaptau2", "sl@k"), ("protocol", "valid", "holdout"), ("side", "both", "item"),
     ("similarity", "dot", "ip"), ("test_similarity", "l2", "cos"), ("device", "gpu", "cuda:1"),
-    ("sampler", "gpu", "device"), ("optimizer", "sgd", "sparse-adam"), ("sync_every", -1, 0),
+    ("sampler", "gpu", "device"), ("optimizer", "sgd", "sparse-adam"), ("sync_every", -1, 0), ("eval_users", -1, 100),
     ("dataset", "", "ml-100k"), ("dim", "abc", 16),
 ]
 

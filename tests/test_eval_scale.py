@@ -77,3 +77,48 @@ def test_a_user_sample_is_seeded_fixed_and_its_metrics_are_its_users_means(setup
 def test_sample_users_refuses_a_negative_size():
     with pytest.raises(ValueError, match="positive"):
         sample_users(np.arange(5), -1)
+
+
+# ----------------------------------------------------------------- selection on a sample of users
+BASE = {"model": "mf", "loss": "ssm", "tau": 0.2, "dim": 16, "batch_size": 256, "epochs": 3,
+        "progress": False, "ks": [20], "lr": 0.01, "dataset": "tiny"}
+
+
+def test_selection_on_a_sample_tests_every_user_at_the_best_epoch(tiny):
+    from ssmrec.train import TrainConfig, Trainer
+
+    lines = []
+    t = Trainer(TrainConfig.from_dict({**BASE, "eval_users": 40}), tiny, write=False, echo=lines.append)
+    result = t.fit()
+    # the epochs were scored on 40 users, and said so with the interval
+    assert t.select_eval.users.numel() == 40 and t.select_eval is not t.test_eval
+    assert any("±" in line and "40 of" in line for line in lines)
+    # test: every user, on the best model (fit() left it loaded), not the sample's numbers
+    full = Evaluator(tiny.test, tiny.exclusions("test")).evaluate_model(t.model)
+    assert result["test"]["recall@20"] == pytest.approx(full["recall@20"], abs=1e-12)
+    assert result["evaluated_users"] == {"selection": 40, "test": int(tiny.test.active_users.size)}
+    best = next(h for h in t.history if h["epoch"] == result["best_epoch"])
+    assert best["recall@20"] != result["test"]["recall@20"]
+
+
+def test_a_sample_of_all_users_trains_and_selects_as_today(tiny):
+    from ssmrec.train import TrainConfig, Trainer
+
+    a = Trainer(TrainConfig.from_dict(BASE), tiny, write=False, echo=None).fit()
+    b = Trainer(TrainConfig.from_dict({**BASE, "eval_users": 10**6, "test_users": 10**6}), tiny, write=False,
+                echo=None).fit()
+    assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+    assert "evaluated_users" not in a
+
+
+def test_a_sweep_selects_on_the_sample_and_tests_every_user(tiny):
+    from ssmrec.sweeps import Sweep
+    from ssmrec.train import TrainConfig
+
+    base = TrainConfig.from_dict({**BASE, "eval_users": 40})
+    sweep = Sweep(base, [{"tau": 0.1}, {"tau": 0.5}], tiny, echo=None)
+    sweep.fit()
+    assert sweep.select_eval.users.numel() == 40
+    for m in sweep.members:
+        hist = next(h for h in m.history if h["epoch"] == m.result["best_epoch"])
+        assert m.result["test"] and m.result["test"]["recall@20"] != hist["recall@20"]

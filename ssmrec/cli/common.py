@@ -73,6 +73,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "ks": ("evaluation", "cut-offs K of the metrics"),
     "test_similarity": ("evaluation", "scoring at evaluation: ip or cos (default: cos for ccl, ip otherwise)"),
     "eval_chunk": ("evaluation", "users scored at once (bounds memory)"),
+    "eval_users": ("evaluation", "select the epoch on a fixed, seeded sample of this many users (0 = all), "
+                                 "the metric's 95%% interval printed beside it; for large data"),
+    "test_users": ("evaluation", "evaluate the final test on a seeded sample of this many users (0 = all)"),
     "seed": ("run", "seed of initialisation, shuffling and sampling"),
     "device": ("run", "auto, cpu or cuda"),
     "threads": ("run", "torch CPU threads; 0 = auto: 1 for small data (< 200k pairs), else the cores other jobs "
@@ -201,7 +204,7 @@ LOSS_NAMES = (*LOSS_SETTINGS, "sm", "sampled_softmax", "infonce", "adap-tau", "a
               "corrected-logq", "corrected_logq")
 """The built-in losses and their aliases (``ssmrec.losses.LOSSES`` and ``ALIASES``, which import torch)."""
 _POSITIVE = ("batch_size", "epochs", "eval_every", "dim", "eval_chunk", "nproc")
-_NON_NEGATIVE = ("patience", "layers", "extra_negatives", "threads", "kcore")
+_NON_NEGATIVE = ("patience", "layers", "extra_negatives", "threads", "kcore", "eval_users", "test_users")
 
 
 def _losses_may_be_registered(values: dict[str, Any], config: str | None) -> bool:

@@ -205,12 +205,17 @@ class Sweep(SweepCheckpoints):
         common = dict(ks=cfg.ks, similarity=cfg.scoring, chunk_size=cfg.eval_chunk, device=self.device)
         # as a solo run's (Trainer): known dislikes are excluded too, and counted by dislike@K
         d, dis = self.data, self.data.dislikes
+        # and as a solo run's: selection on eval_users, test on test_users (0: all users)
+        self.test_eval = Evaluator(d.test, d.exclusions("test"), dislikes=dis.get("test"), sample=cfg.test_users,
+                                   seed=cfg.seed, **common)
         if cfg.protocol == "holdout":
-            self.select_eval = Evaluator(d.valid, d.exclusions("valid"), dislikes=dis.get("valid"), **common)
-            self.test_eval = Evaluator(d.test, d.exclusions("test"), dislikes=dis.get("test"), **common)
+            self.select_eval = Evaluator(d.valid, d.exclusions("valid"), dislikes=dis.get("valid"),
+                                         sample=cfg.eval_users, seed=cfg.seed, **common)
+        elif cfg.eval_users == cfg.test_users:
+            self.select_eval = self.test_eval
         else:
-            self.select_eval = self.test_eval = Evaluator(d.test, d.exclusions("test"), dislikes=dis.get("test"),
-                                                          **common)
+            self.select_eval = Evaluator(d.test, d.exclusions("test"), dislikes=dis.get("test"),
+                                         sample=cfg.eval_users, seed=cfg.seed, **common)
         # a loss parameter given as text (a flag) is shown typed, as the member's config holds it
         typed = [{k: c.loss_params[k] if k in c.loss_params and k not in TrainConfig.field_names() else v
                   for k, v in over.items()} for over, c in zip(members, cfgs)]
@@ -445,8 +450,8 @@ class Sweep(SweepCheckpoints):
             best_epoch = m.stopper.best_epoch
             best_record = next((h for h in m.history if h["epoch"] == best_epoch), {})
             keys = [k for k in best_record if "@" in k]
-            if cfg.protocol == "holdout":
-                valid = {k: best_record[k] for k in keys}
+            if cfg.protocol == "holdout" or self.select_eval is not self.test_eval:
+                valid = {k: best_record[k] for k in keys} if cfg.protocol == "holdout" else None
                 test = {}
                 if model is not None:
                     t0 = time.perf_counter()

@@ -132,7 +132,14 @@ class TrainConfig(DataConfig):
         test_similarity: scoring at evaluation, ``ip`` or ``cos`` (default: the loss's own scoring,
             :attr:`scoring`: ``cos`` for ccl, which is trained and scored on cosine only (SimpleX);
             ``ip`` for the others, as the study scores every model, SSM's cosine training included).
-        eval_chunk: users scored at once; memory is eval_chunk x n_items floats (default: 2048).
+        eval_chunk: users scored at once; memory is eval_chunk x n_items floats, scored in item
+            blocks beyond 2^27 scores (default: 2048).
+        eval_users: model selection and early stopping on a fixed sample of this many users with
+            held-out items, drawn with ``seed`` (the same users at every evaluation), each mean
+            printed with its 95% interval over the sample; 0 = all users (default: 0).
+        test_users: the final test evaluation on a sample of this many users (0 = all, the
+            default). Under ``paper`` with ``eval_users`` set, test is evaluated again at the
+            best epoch on ``test_users`` instead of reusing the sample's numbers.
     Run:
         seed, device (``auto``/``cpu``/``cuda``), threads (torch intra-op threads; 0 = torch's
         default), out (run directory; default: ``runs/<dataset>-<model>-<loss>-<time>``),
@@ -180,6 +187,8 @@ class TrainConfig(DataConfig):
     ks: tuple[int, ...] = (20,)
     test_similarity: str | None = None
     eval_chunk: int = 2048
+    eval_users: int = 0
+    test_users: int = 0
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -314,7 +323,7 @@ class TrainConfig(DataConfig):
         for name in ("batch_size", "epochs", "eval_every", "dim", "eval_chunk", "nproc"):
             if getattr(self, name) < 1:
                 bad(name, f"must be positive, got {getattr(self, name)}")
-        for name in ("patience", "layers", "extra_negatives", "threads", "kcore"):
+        for name in ("patience", "layers", "extra_negatives", "threads", "kcore", "eval_users", "test_users"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("seed", "split_seed"):

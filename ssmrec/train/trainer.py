@@ -123,13 +123,16 @@ class Trainer:
                       device=self.device)
         # known dislikes are interactions too: never recommended again (so every loss is ranked alike)
         dis = self.data.dislikes
+        self.test_eval = Evaluator(self.data.test, self.data.exclusions("test"), dislikes=dis.get("test"),
+                                   sample=cfg.test_users, seed=cfg.seed, **common)
         if cfg.protocol == "holdout":
             self.select_eval = Evaluator(self.data.valid, self.data.exclusions("valid"), dislikes=dis.get("valid"),
-                                         **common)
-            self.test_eval = Evaluator(self.data.test, self.data.exclusions("test"), dislikes=dis.get("test"), **common)
-        else:
-            self.select_eval = self.test_eval = Evaluator(self.data.test, self.data.exclusions("test"),
-                                                          dislikes=dis.get("test"), **common)
+                                         sample=cfg.eval_users, seed=cfg.seed, **common)
+        elif cfg.eval_users == cfg.test_users:
+            self.select_eval = self.test_eval
+        else:  # selection on a sample of test users; test evaluated again at the best epoch
+            self.select_eval = Evaluator(self.data.test, self.data.exclusions("test"), dislikes=dis.get("test"),
+                                         sample=cfg.eval_users, seed=cfg.seed, **common)
         self.stopper = EarlyStopping(cfg.metric, cfg.patience)
         self.history: list[dict[str, Any]] = []
         self.epoch, self.batch = 0, 0
@@ -423,6 +426,8 @@ class Trainer:
         if cfg.protocol == "holdout":
             valid = {k: best_record[k] for k in keys}
             test = self.evaluate(self.test_eval)
+        elif self.select_eval is not self.test_eval:  # selected on a sample: test on test_users
+            valid, test = None, self.evaluate(self.test_eval)
         else:
             valid, test = None, {k: best_record[k] for k in keys}
         result = {
@@ -441,6 +446,9 @@ class Trainer:
             "run_dir": str(self.run.path) if self.run else None,
             "model": cfg.model, "loss": cfg.loss, "dataset": self.data.name, "seed": cfg.seed,
         }
+        if cfg.eval_users or cfg.test_users:  # how many users each number is a mean over
+            result["evaluated_users"] = {"selection": int(self.select_eval.users.numel()),
+                                         "test": int(self.test_eval.users.numel())}
         if self.run is not None:
             # what the run needs to answer from anywhere: scored vectors, ids, seen items
             write_export(self.run.path / EXPORT, self.model, self.data, cfg, epoch=best_epoch,
@@ -459,6 +467,11 @@ class Trainer:
 
     def _summary(self, record: dict[str, Any], improved: bool) -> str:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if "@" in k)
+        ev = self.select_eval
+        if ev.sampled and ev.last is not None:  # a sample's mean says how far it can be trusted
+            half = ev.intervals().get(self.cfg.metric, float("nan"))
+            shown += f"  ({self.cfg.metric} ±{half:.4f} at 95%, {ev.users.numel():,} of " \
+                     f"{ev.target.active_users.size:,} users)"
         which = "valid" if self.cfg.protocol == "holdout" else "test"
         return (f"epoch {record['epoch']:>4}  loss {record['loss']:.4f}  [{which}] {shown}  "
                 f"({record['train_seconds']:.1f}s + {record['eval_seconds']:.1f}s eval)"
