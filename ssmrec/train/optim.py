@@ -83,7 +83,30 @@ def touched_rows(p: torch.Tensor, who: str) -> tuple[torch.Tensor, torch.Tensor]
     return g.indices()[0], g.values().reshape(-1, *p.shape[1:])
 
 
-class SparseAdam(torch.optim.Optimizer):
+class RowOptimizer(torch.optim.Optimizer):
+    """An optimizer that updates only the rows a step touched: :meth:`step` hands each table's
+    distinct touched rows and their summed gradient rows to :meth:`update_rows`."""
+
+    name = "row optimizer"
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                rows = touched_rows(p, f"optimizer {self.name}")
+                if rows is not None:
+                    self.update_rows(p, *rows, self.state[p], group)
+        return loss
+
+    def update_rows(self, p: torch.Tensor, index: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+
+class SparseAdam(RowOptimizer):
     r"""Lazy Adam: the rule of ``torch.optim.SparseAdam``, on the rows a step touched only.
 
     For each touched row ``r`` with gradient row ``g_r`` at the parameter's step ``t`` (steps
@@ -109,36 +132,25 @@ class SparseAdam(torch.optim.Optimizer):
             raise ValueError(f"invalid SparseAdam settings lr={lr}, betas={betas}, eps={eps}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
-            for p in group["params"]:
-                rows = touched_rows(p, "optimizer sparse-adam")
-                if rows is None:
-                    continue
-                index, g = rows
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                state["step"] += 1
-                t = state["step"]
-                m = state["exp_avg"].index_select(0, index).mul_(b1).add_(g, alpha=1 - b1)
-                v = state["exp_avg_sq"].index_select(0, index).mul_(b2).addcmul_(g, g, value=1 - b2)
-                state["exp_avg"].index_copy_(0, index, m)
-                state["exp_avg_sq"].index_copy_(0, index, v)
-                step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-                p.index_add_(0, index, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
-        return loss
+    name = "sparse-adam"
+
+    def update_rows(self, p, index, g, state, group) -> None:
+        lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+        state["step"] += 1
+        t = state["step"]
+        m = state["exp_avg"].index_select(0, index).mul_(b1).add_(g, alpha=1 - b1)
+        v = state["exp_avg_sq"].index_select(0, index).mul_(b2).addcmul_(g, g, value=1 - b2)
+        state["exp_avg"].index_copy_(0, index, m)
+        state["exp_avg_sq"].index_copy_(0, index, v)
+        step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        p.index_add_(0, index, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
 
 
-class RowWiseAdagrad(torch.optim.Optimizer):
+class RowWiseAdagrad(RowOptimizer):
     r"""Row-wise Adagrad (fbgemm / TorchRec ``EXACT_ROWWISE_ADAGRAD``): one accumulator per row.
 
     For each touched row ``r`` with gradient row ``g_r`` of ``d`` columns::
@@ -161,27 +173,16 @@ class RowWiseAdagrad(torch.optim.Optimizer):
             raise ValueError(f"invalid RowWiseAdagrad settings lr={lr}, eps={eps}")
         super().__init__(params, {"lr": lr, "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, eps = group["lr"], group["eps"]
-            for p in group["params"]:
-                rows = touched_rows(p, "optimizer rowwise-adagrad")
-                if rows is None:
-                    continue
-                index, g = rows
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["sum"] = p.new_zeros(p.shape[0])
-                state["step"] += 1
-                flat = g.reshape(g.shape[0], -1)
-                acc = state["sum"].index_select(0, index).add_(flat.pow(2).mean(1))
-                state["sum"].index_copy_(0, index, acc)
-                denom = acc.sqrt_().add_(eps).view(-1, *([1] * (g.dim() - 1)))
-                p.index_add_(0, index, g / denom, alpha=-lr)
-        return loss
+    name = "rowwise-adagrad"
+
+    def update_rows(self, p, index, g, state, group) -> None:
+        lr, eps = group["lr"], group["eps"]
+        if not state:
+            state["step"] = 0
+            state["sum"] = p.new_zeros(p.shape[0])
+        state["step"] += 1
+        flat = g.reshape(g.shape[0], -1)
+        acc = state["sum"].index_select(0, index).add_(flat.pow(2).mean(1))
+        state["sum"].index_copy_(0, index, acc)
+        denom = acc.sqrt_().add_(eps).view(-1, *([1] * (g.dim() - 1)))
+        p.index_add_(0, index, g / denom, alpha=-lr)
