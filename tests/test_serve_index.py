@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 
 from ssmrec.serve.export import Export
-from ssmrec.serve.index import KINDS, IndexConfigError, ItemIndex, build_index, default_nlist, open_index, saved_path
+from ssmrec.serve.index import (
+    KINDS,
+    IndexConfigError,
+    ItemIndex,
+    build_index,
+    default_ef_search,
+    default_nlist,
+    open_index,
+    saved_path,
+)
 
 N_USERS, N_ITEMS, DIM = 400, 2000, 16
 
@@ -209,7 +218,9 @@ def test_sizes_for_large_catalogues():
     assert default_nlist(2_000_000) == 5657 and default_nlist(40_000) == 800 and default_nlist(1) == 4
     ex = random_export("ip", seed=9)
     idx = build_index(ex, "ivfpq")
-    assert idx.knobs["nlist"] == default_nlist(N_ITEMS) and idx.knobs["pq"] == DIM // 4
+    assert idx.knobs["nlist"] == default_nlist(N_ITEMS) and idx.knobs["pq"] == DIM // 2
+    assert default_ef_search(N_ITEMS) == 128 and default_ef_search(2_000_000) == 1024
+    assert build_index(ex, "hnsw").knobs["ef_search"] == 128 and idx.knobs["nprobe"] == 96
     for kind in ("exact", "hnsw", "ivfpq"):
         one = build_index(ex, kind, **({"nlist": 8} if kind == "ivfpq" else {}))
         assert one.nbytes == faiss.serialize_index(one.index).nbytes  # counted, not copied

@@ -29,14 +29,20 @@ counts them. A list is shorter than ``k`` only when fewer items remain unseen.
 Kinds and knobs (defaults in :data:`DEFAULTS`):
 
 ``exact``  ``IndexFlatIP``: brute force, the reference.
-``hnsw``   ``IndexHNSWFlat`` (inner product): ``m`` links per node, ``ef_construction``,
-           ``ef_search`` (the candidate list when searching; at least ``k``).
+``hnsw``   ``IndexHNSWFlat`` (inner product): ``m`` links per node (32), ``ef_construction``
+           (200), ``ef_search`` (the candidate list when searching; at least ``k``; default 128,
+           1,024 from :data:`LARGE` = 1M items).
 ``ivf``    ``IndexIVFFlat`` (inner product, k-means coarse quantizer): ``nlist`` lists
-           (default ``4 sqrt(items)``), ``nprobe`` lists visited per query.
+           (default ``4 sqrt(items)``), ``nprobe`` lists visited per query (96).
 ``ivfpq``  ``IndexIVFPQ`` (inner product): the same lists holding product-quantised codes of
-           ``pq`` bytes per item (``pq`` sub-vectors of ``nbits`` = 8 bits; default ``dim / 4``),
-           then the ``refine`` x ``k`` best candidates re-scored exactly with the export's own
-           vectors (no second copy of them in the index) and the best ``k`` kept.
+           ``pq`` bytes per item (``pq`` sub-vectors of ``nbits`` = 8 bits; default ``dim / 2``),
+           then the ``refine`` (16) x ``k`` best candidates re-scored exactly with the export's
+           own vectors (no second copy of them in the index) and the best ``k`` kept.
+
+What the defaults keep, Recall@20 against the exact index (seen items excluded), measured on a
+2M-item catalogue drawn from a trained MF + SSM export and on that 41k-item export itself:
+IVF nprobe 96: 0.995 / 0.999; IVF-PQ (32 bytes, refine 16): 0.991 / 0.999; HNSW: 0.991 at
+ef_search 1,024 (M = 32, efConstruction = 200; efConstruction 80 levels off at 0.966) / 0.999 at 128.
 
 The coarse k-means of ``ivf``/``ivfpq`` is trained on at most :data:`TRAIN_POINTS_PER_LIST`
 items per list (a seeded sample; faiss's own cap is 256), which keeps the build of a 2M-item
@@ -69,10 +75,11 @@ from ssmrec.serve.export import Export
 KINDS = ("exact", "hnsw", "ivf", "ivfpq")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "exact": {},
-    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
-    "ivf": {"nlist": None, "nprobe": 16},
-    "ivfpq": {"nlist": None, "pq": None, "nbits": 8, "nprobe": 16, "refine": 4},
+    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": None},
+    "ivf": {"nlist": None, "nprobe": 96},
+    "ivfpq": {"nlist": None, "pq": None, "nbits": 8, "nprobe": 96, "refine": 16},
 }
+LARGE = 1_000_000  # items from which HNSW searches with a longer candidate list by default
 SEARCH_KNOBS = {"hnsw": ("ef_search",), "ivf": ("nprobe",), "ivfpq": ("nprobe", "refine"), "exact": ()}
 MIN_GROUP = 32  # flat / IVF: fewest users searched together at one fetch size
 ALIASES = {"M": "m", "efConstruction": "ef_construction", "efSearch": "ef_search"}
@@ -104,11 +111,21 @@ class ItemIndex:
     source: str = "built"  # or "loaded <path>": where the index came from
     _executor: Any = field(default=None, repr=False)
     _executor_threads: int = field(default=0, repr=False)
-    exact_fallbacks: int = field(default=0, repr=False)  # users re-searched exactly: the index came back short
+    exact_fallbacks: int = field(default=0, repr=False)
+    _seen_cache: Any = field(default=None, repr=False)  # users re-searched exactly: the index came back short
 
     @property
     def n_items(self) -> int:
         return int(self.index.ntotal)
+
+    @property
+    def _seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """The export's seen-item CSR as plain arrays (a memory map's slices cost microseconds
+        each, which a single-user search pays several times)."""
+        ex = self.export
+        if self._seen_cache is None or self._seen_cache[0] is not ex.seen_indptr:
+            self._seen_cache = (ex.seen_indptr, np.asarray(ex.seen_indptr), np.asarray(ex.seen_indices))
+        return self._seen_cache[1], self._seen_cache[2]
 
     @property
     def nbytes(self) -> int:
@@ -173,9 +190,10 @@ class ItemIndex:
         if users.size == 0:
             return
         ex = self.export
+        indptr, _ = self._seen
         left = np.full(users.size, ex.n_items, dtype=np.int64)
         if exclude_seen:
-            left -= (ex.seen_indptr[users + 1] - ex.seen_indptr[users]).astype(np.int64)
+            left -= (indptr[users + 1] - indptr[users]).astype(np.int64)
         short = np.flatnonzero((top >= 0).sum(axis=1) < np.minimum(top.shape[1], left))
         chunk = chunk or max(1, min(64, SCORE_BLOCK // max(ex.n_items, 1)))
         for rows in _chunks(short, chunk):  # a chunk scores every item: bounded memory
@@ -198,7 +216,7 @@ class ItemIndex:
             return top, val
         if self.kind == "hnsw" or users.size < MIN_GROUP:
             return self._search_each(users, k, exclude_seen)
-        indptr = ex.seen_indptr
+        indptr, _ = self._seen
         n_seen = (indptr[users + 1] - indptr[users]).astype(np.int64)
         if not exclude_seen:
             n_seen[:] = 0
@@ -224,9 +242,10 @@ class ItemIndex:
         items = np.full((users.size, max(n, k)), -1, dtype=np.int64)
         scores = np.full((users.size, max(n, k)), -np.inf, dtype=np.float32)
         empty = np.zeros(0, dtype=np.int64)
+        indptr, indices = self._seen
 
         def one(r: int) -> None:
-            seen = self.export.seen(int(users[r])) if exclude_seen else empty
+            seen = indices[indptr[users[r]]:indptr[users[r] + 1]] if exclude_seen else empty
             params, keep = self._params(np.ascontiguousarray(seen, dtype=np.int64))
             d, i = self.index.search(queries[r:r + 1], n, params=params)
             del keep  # the selectors lived through the search
@@ -304,11 +323,12 @@ class ItemIndex:
         keep = items >= 0
         if exclude_seen:
             ex = self.export
-            starts, ends = ex.seen_indptr[users], ex.seen_indptr[users + 1]
+            indptr, indices = self._seen
+            starts, ends = indptr[users], indptr[users + 1]
             counts = (ends - starts).astype(np.int64)
             if counts.sum():
                 pos = np.repeat(np.arange(users.size, dtype=np.int64), counts)
-                seen = ex.seen_indices[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])]
+                seen = indices[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])]
                 n_items = np.int64(ex.n_items)
                 seen_keys = pos * n_items + seen.astype(np.int64)
                 keys = np.arange(users.size, dtype=np.int64)[:, None] * n_items + items
@@ -403,6 +423,8 @@ def build_index(export: Export, kind: str = "exact", similarity: str | None = No
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
+        if values["ef_search"] is None:
+            values["ef_search"] = default_ef_search(n)
         index = faiss.IndexHNSWFlat(dim, _positive("m", values["m"]), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = _positive("ef_construction", values["ef_construction"])
     else:
@@ -412,7 +434,7 @@ def build_index(export: Export, kind: str = "exact", similarity: str | None = No
         if kind == "ivf":
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         else:
-            pq = values["pq"] = _positive("pq", values["pq"] or max(1, dim // 4))
+            pq = values["pq"] = _positive("pq", max(1, dim // 2) if values["pq"] is None else values["pq"])
             if dim % pq:
                 raise IndexConfigError(f"pq must divide the dimension {dim}, got {pq}")
             nbits = values["nbits"] = _positive("nbits", values["nbits"])
@@ -432,6 +454,12 @@ def build_index(export: Export, kind: str = "exact", similarity: str | None = No
 def default_nlist(n_items: int) -> int:
     """IVF lists for ``n_items`` items: ``4 sqrt(n)`` (5,657 at 2M items), at least 1."""
     return max(1, round(4 * math.sqrt(n_items)))
+
+
+def default_ef_search(n_items: int) -> int:
+    """HNSW's candidate list: 128, or 1,024 from :data:`LARGE` items (at 2M items 128 kept 0.94 of
+    the exact top 20, 1,024 kept 0.991)."""
+    return 1024 if n_items >= LARGE else 128
 
 
 def _check(export: Export, kind: str, similarity: str | None, knobs: dict[str, Any]) -> tuple[str, str, dict]:
