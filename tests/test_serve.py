@@ -196,6 +196,18 @@ def test_ssmrec_serve_sets_the_limits_per_request(run, monkeypatch, capsys):
     assert "--max-k N" in text and "(default: $SSMREC_SERVE_MAX_BODY, else 1,048,576)" in text
 
 
+def test_ssmrec_serve_offers_ivfpq_with_its_knobs(run, monkeypatch, capsys):
+    """--index ivfpq is offered; on a catalogue too small to train its 256-centroid codebooks it is
+    refused with a message (not faiss's exception); a refine below 1 is refused."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
+    assert main(["serve", str(run), "--index", "ivfpq", "--nprobe", "4", "--refine", "8"]) == 2
+    assert "ivfpq with nbits 8 needs at least 256 items" in capsys.readouterr().err
+    assert main(["serve", str(run), "--index", "ivfpq", "--refine", "0"]) == 2
+    assert "--refine must be positive, got 0" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- issue 19, item 6: the server answers too much
 @pytest.fixture(scope="module")
 def big():

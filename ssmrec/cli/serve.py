@@ -27,10 +27,13 @@ def _add_serve(sub) -> argparse.ArgumentParser:
     p.add_argument("export_dir", help="an export folder (ssmrec export), or a run directory with export/")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--index", choices=("exact", "hnsw", "ivf"), default="exact",
-                   help="exact (brute force), hnsw or ivf (approximate; inner product on the run's similarity)")
+    p.add_argument("--index", choices=("exact", "hnsw", "ivf", "ivfpq"), default="exact",
+                   help="exact (brute force), hnsw, ivf or ivfpq (approximate; inner product on the run's "
+                        "similarity; ivf for millions of items, see BENCHMARKS.md)")
     p.add_argument("--ef-search", type=int, default=None, help="hnsw: candidate list size when searching")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists visited per query")
+    p.add_argument("--nprobe", type=int, default=None, help="ivf, ivfpq: lists visited per query")
+    p.add_argument("--refine", type=int, default=None,
+                   help="ivfpq: candidates re-scored exactly, as a multiple of k")
     p.add_argument("--threads", type=int, default=0, help="faiss threads (0 = its default)")
     for name, (text, default) in LIMIT_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, metavar="N",
@@ -43,7 +46,7 @@ def _check_serve(args: argparse.Namespace) -> None:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     if args.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
-    for flag, value in (("--ef-search", args.ef_search), ("--nprobe", args.nprobe)):
+    for flag, value in (("--ef-search", args.ef_search), ("--nprobe", args.nprobe), ("--refine", args.refine)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be positive, got {value}")
     for name in LIMIT_FLAGS:
@@ -64,8 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise ConfigError(f"serving needs the 'serve' extra ({e.name} is missing): "
                           "pip install 'ssmrec[serve]'") from None
-    knobs = {name: value for name, value in (("ef_search", args.ef_search), ("nprobe", args.nprobe))
-             if value is not None}
+    knobs = {name: value for name, value in (("ef_search", args.ef_search), ("nprobe", args.nprobe),
+                                             ("refine", args.refine)) if value is not None}
     try:
         app = create_app(args.export_dir, args.index, threads=args.threads, max_k=args.max_k,
                          max_batch=args.max_batch, max_results=args.max_results, max_body=args.max_body, **knobs)

@@ -440,6 +440,9 @@ def build_index(export: Export, kind: str = "exact", similarity: str | None = No
             nbits = values["nbits"] = _positive("nbits", values["nbits"])
             if nbits > 16:
                 raise IndexConfigError(f"nbits must be at most 16, got {nbits}")
+            if n < 2 ** nbits:  # each sub-quantizer's k-means needs a training point per centroid
+                raise IndexConfigError(f"ivfpq with nbits {nbits} needs at least {2 ** nbits:,} items to train its "
+                                       f"codebooks; this export has {n:,} (use index exact or ivf, or lower nbits)")
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq, nbits, faiss.METRIC_INNER_PRODUCT)
         index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # faiss samples (seeded) beyond this
         index.train(items)
