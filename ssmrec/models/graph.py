@@ -178,14 +178,18 @@ class RowBlock:
 
     def t_mm(self, grad: torch.Tensor) -> torch.Tensor:
         """``block^T @ grad`` (a dense ``n x d`` result)."""
+        return self._t_product(self.col, self.n, grad)
+
+    def _t_product(self, cols: torch.Tensor, n: int, grad: torch.Tensor) -> torch.Tensor:
+        """``block^T @ grad`` with the block's column indices ``cols`` (of ``n`` columns)."""
         grad = grad.contiguous()
         if grad.device.type == "cpu":
             # scipy transposes CSR by a counting sort, much faster than coalescing a COO tensor
-            wt = sp.csr_matrix((self.val.numpy(), self.col.numpy(), self.crow.numpy()),
-                               shape=(self.crow.numel() - 1, self.n)).T.tocsr()
+            wt = sp.csr_matrix((self.val.numpy(), cols.numpy(), self.crow.numpy()),
+                               shape=(self.crow.numel() - 1, n)).T.tocsr()
             return torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad)
-        wt = torch.sparse_coo_tensor(torch.stack([self.col, self.owner]), self.val.to(grad.dtype),
-                                     (self.n, grad.shape[0]), check_invariants=False)
+        wt = torch.sparse_coo_tensor(torch.stack([cols, self.owner]), self.val.to(grad.dtype),
+                                     (n, grad.shape[0]), check_invariants=False)
         return torch.sparse.mm(wt, grad)
 
     def t_rows(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,17 +199,10 @@ class RowBlock:
         Only the ``k`` reached rows are built: a compact ``k x B`` transpose (columns relabelled
         by ``torch.unique``), so the cost follows the block's non-zeros, not ``n``. Each row is the
         same sum, in the same order, as the row of :meth:`t_mm`."""
-        grad = grad.contiguous()
         index, inv = torch.unique(self.col, sorted=True, return_inverse=True)
-        k, b = index.numel(), self.crow.numel() - 1
-        if not k:
+        if not index.numel():
             return index, grad.new_zeros((0, grad.shape[1]))
-        if grad.device.type == "cpu":
-            wt = sp.csr_matrix((self.val.numpy(), inv.numpy(), self.crow.numpy()), shape=(b, k)).T.tocsr()
-            return index, torch.sparse.mm(to_torch_csr_raw(wt, grad.dtype), grad)
-        wt = torch.sparse_coo_tensor(torch.stack([inv, self.owner]), self.val.to(grad.dtype), (k, b),
-                                     check_invariants=False)
-        return index, torch.sparse.mm(wt, grad)
+        return index, self._t_product(inv, index.numel(), grad)
 
 
 class _RowsMM(torch.autograd.Function):

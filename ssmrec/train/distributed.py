@@ -165,18 +165,14 @@ class DistContext:
         table. A table no rank touched keeps no gradient."""
         if not self.enabled:
             return
+        from ssmrec.train.optim import touched_rows
+
         params = [p for p in params if p.requires_grad]
-        local = []
+        local = []  # (rows, their gradient) of each table; none touched: empty
         for p in params:
-            g = p.grad
-            if g is None:
-                local.append((torch.zeros(0, dtype=torch.long, device=p.device), p.new_zeros((0, *p.shape[1:]))))
-            elif g.layout != torch.sparse_coo:
-                raise TrainingError(f"a table of {p.shape[0]:,} rows has a dense gradient where row gradients "
-                                    "were expected (a path from the batch that is not sparse)")
-            else:
-                g = g.coalesce()
-                local.append((g.indices()[0], g.values()))
+            rows = touched_rows(p, "a process of a distributed run")
+            local.append(rows if rows is not None else
+                         (torch.zeros(0, dtype=torch.long, device=p.device), p.new_zeros((0, *p.shape[1:]))))
         counts = torch.tensor([len(i) for i, _ in local], dtype=torch.long, device=params[0].device)
         every = [torch.empty_like(counts) for _ in range(self.world)]
         dist.all_gather(every, counts)
