@@ -1,4 +1,4 @@
-"""BSL and PSL: values worked out by hand, naive loops, float64 gradcheck, relation to SSM."""
+"""BSL (both forms) and PSL: values worked out by hand, naive loops, float64 gradcheck, relations to SSM."""
 
 from __future__ import annotations
 
@@ -60,10 +60,12 @@ def naive_rows(x, sim, scale, mask_dup, target=None, logq=True):
     return out
 
 
-def naive_bsl(x, sim, tau, tau2, mask_dup, users=None, target=None):
+def naive_bsl(x, sim, tau, tau2, mask_dup, users=None, target=None, form="authors"):
+    """Pass ``users`` to pool the positives; the paper's form scores the negatives at tau2 * tau."""
     rows = naive_rows(x, sim, 1 / tau, mask_dup, target)
+    neg_rows = rows if form == "authors" else naive_rows(x, sim, 1 / (tau2 * tau), mask_dup, target)
     total = 0.0
-    for b, (pos, negs) in enumerate(rows):
+    for b, ((pos, _), (_, negs)) in enumerate(zip(rows, neg_rows)):
         if users is not None:  # log mean exp over this user's positives
             mine = [p for c, (p, _) in enumerate(rows) if int(users[c]) == int(users[b])]
             pos = math.log(sum(math.exp(p) for p in mine) / len(mine))
@@ -104,7 +106,7 @@ def test_bsl_cos_hand_value_can_be_negative():
     # logits [2 | 0, 1.414214]: -2 + log(1 + e^1.414214) = -2 + 1.631835 = -0.368165 (both rows).
     # Negative: the positive is not in the denominator. Magnitudes do not matter for cos.
     u, i, e = T([[1.0, 0.0], [0.0, 1.0]]), T([[1.0, 0.0], [0.0, 1.0]]), T([[1.0, 1.0]])
-    loss = BilateralSoftmaxLoss(0.5)
+    loss = BilateralSoftmaxLoss(0.5, tau2=1.0)
     assert loss(u, i, extra_reps=e).item() == pytest.approx(-0.368165, abs=1e-6)
     assert loss(4 * u, 0.3 * i, extra_reps=2 * e).item() == pytest.approx(-0.368165, abs=1e-6)
 
@@ -116,7 +118,7 @@ def test_bsl_logq_hand_value_and_softplus_is_ssm():
     # exactly SSM's rows in test_losses.py::test_ssm_logq_hand_value_and_sign (mean 0.204196).
     u, i = T([[2.0, 0.0], [0.0, 1.0]]), T([[1.0, 0.0], [0.0, 1.0]])
     logq = torch.log(T([2.0, 1.0]))
-    bsl = BilateralSoftmaxLoss(1.0, "ip")
+    bsl = BilateralSoftmaxLoss(1.0, "ip", tau2=1.0)
     assert bsl(u, i, logq=logq).item() == pytest.approx(-1.5, abs=1e-6)
     assert F.softplus(bsl.row_losses(u, i, logq=logq)).tolist() == pytest.approx([0.239545, 0.168848], abs=1e-6)
     assert SampledSoftmaxLoss(1.0, "ip")(u, i, logq=logq).item() == pytest.approx(0.204196, abs=1e-6)
@@ -131,24 +133,24 @@ def test_bsl_pool_positives_hand_value():
     # row 3: -0      + log(e^0 + e^1)  =  1.313262;   mean 0.504407
     u = T([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     i = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    loss = BilateralSoftmaxLoss(1.0, "ip", pool_positives=True)
+    loss = BilateralSoftmaxLoss(1.0, "ip", tau2=1.0, pool_positives=True)
     assert loss.row_losses(u, i, user_ids=T([7, 7, 8])).tolist() == pytest.approx(
         [-0.306853, 0.506814, 1.313262], abs=1e-6)
     assert loss(u, i, user_ids=T([7, 7, 8])).item() == pytest.approx(0.504407, abs=1e-6)
     # three different users: pooling changes nothing
-    plain = BilateralSoftmaxLoss(1.0, "ip")(u, i)
+    plain = BilateralSoftmaxLoss(1.0, "ip", tau2=1.0)(u, i)
     assert loss(u, i, user_ids=T([1, 2, 3])).item() == pytest.approx(plain.item(), abs=1e-12)
 
 
 def test_bsl_rows_without_negatives_contribute_zero():
     # both positives are item 7: masking the accidental hit leaves each row no negative -> 0, no NaN
     u, i = T([[1.0, 0.0], [0.0, 1.0]], requires_grad=True), T([[1.0, 0.0], [0.0, 1.0]])
-    loss = BilateralSoftmaxLoss(0.5, mask_duplicates=True)(u, i, item_ids=T([7, 7]))
+    loss = BilateralSoftmaxLoss(0.5, tau2=1.0, mask_duplicates=True)(u, i, item_ids=T([7, 7]))
     assert loss.item() == 0.0
     loss.backward()
     assert torch.isfinite(u.grad).all()
     # without masking: -2 + log(e^0) = -2 per row
-    assert BilateralSoftmaxLoss(0.5)(u, i, item_ids=T([7, 7])).item() == pytest.approx(-2.0)
+    assert BilateralSoftmaxLoss(0.5, tau2=1.0)(u, i, item_ids=T([7, 7])).item() == pytest.approx(-2.0)
 
 
 # ----------------------------------------------------------------------------- BSL: naive loop
@@ -191,6 +193,106 @@ def test_bsl_tau2_one_is_ssm_without_the_positive_in_the_denominator(sim, with_e
     one = dict(item_ids=x["ids"][:1], extra_reps=rand(4, 5, seed=3), extra_ids=T([1, 5, 6, 3]))
     b1 = bsl(x["u"][:1], x["i"][:1], **one)
     assert ssm(x["u"][:1], x["i"][:1], **one).item() == pytest.approx(F.softplus(b1).item(), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- BSL: the paper's form
+def test_bsl_paper_form_hand_values():
+    # ip, tau 1, tau2 2: the negatives at tau_2 = 2; users (2,0),(0,1), two users; items (1,0),(0,1);
+    # extra negative (1,1).  Row 1: positive 2, negatives [0, 2] / 2 = [0, 1];
+    #                        row 2: positive 1, negatives [0, 1] / 2 = [0, 0.5]
+    # row 1: -2 + 2 log(e^0 + e^1)   = -2 + 2 * 1.313262 = 0.626523
+    # row 2: -1 + 2 log(e^0 + e^0.5) = -1 + 2 * 0.974077 = 0.948154;  mean 0.787339
+    u, i, e = T([[2.0, 0.0], [0.0, 1.0]]), T([[1.0, 0.0], [0.0, 1.0]]), T([[1.0, 1.0]])
+    paper = BilateralSoftmaxLoss(1.0, "ip", tau2=2.0, form="paper")
+    assert paper(u, i, extra_reps=e, user_ids=T([0, 1])).item() == pytest.approx(0.787339, abs=1e-6)
+    # the authors' form at the same tau2 (1.940190, test_bsl_hand_value) keeps the negatives at tau 1
+    authors = BilateralSoftmaxLoss(1.0, "ip", tau2=2.0)
+    assert authors(u, i, extra_reps=e).item() == pytest.approx(1.940190, abs=1e-6)
+
+
+def test_bsl_paper_form_pools_the_positives_hand_value():
+    # ip, tau 1, tau2 2; rows 1 and 2 are user 7 (vector (1,0)), row 3 user 8 (0,1); items (1,0),(0,1),(-1,0)
+    # logits row 1: [1, 0, -1], row 2: [1, 0, -1], row 3: [0, 1, 0]; positives (diagonal) 1, 0, 0
+    # user 7's pooled positive: log((e^1 + e^0) / 2) = 0.620115; negatives at s / 2:
+    # row 1: 2 log(e^0 + e^-0.5)   - 0.620115 = 0.948154 - 0.620115 = 0.328039
+    # row 2: 2 log(e^0.5 + e^-0.5) - 0.620115 = 1.626523 - 0.620115 = 1.006409
+    # row 3: 2 log(e^0 + e^0.5)    - 0        = 1.948154;   mean 1.094201
+    u = T([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    i = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    for pool in (False, True):  # the paper's form pools whatever pool_positives says
+        loss = BilateralSoftmaxLoss(1.0, "ip", tau2=2.0, pool_positives=pool, form="paper")
+        assert loss.row_losses(u, i, user_ids=T([7, 7, 8])).tolist() == pytest.approx(
+            [0.328039, 1.006409, 1.948154], abs=1e-6)
+        assert loss(u, i, user_ids=T([7, 7, 8])).item() == pytest.approx(1.094201, abs=1e-6)
+
+
+@pytest.mark.parametrize("sim", ["cos", "ip"])
+@pytest.mark.parametrize("mask_dup", [False, True])
+@pytest.mark.parametrize("with_extra", [False, True])
+@pytest.mark.parametrize("tau2", [0.6, 1.4])
+def test_bsl_paper_form_matches_naive_loop(sim, mask_dup, with_extra, tau2):
+    x = batch(with_extra=with_extra)
+    users = T([4, 9, 4, 1, 9, 4])
+    loss = BilateralSoftmaxLoss(0.3, sim, tau2=tau2, mask_duplicates=mask_dup, form="paper")
+    got = loss(x["u"], x["i"], user_ids=users, **kwargs(x))
+    want = naive_bsl(x, sim, 0.3, tau2, mask_dup, users, form="paper")
+    assert got.item() == pytest.approx(want, rel=1e-10)
+    # the authors' form differs from it at tau2 != 1 (the negatives' temperature)
+    authors = BilateralSoftmaxLoss(0.3, sim, tau2=tau2, mask_duplicates=mask_dup, pool_positives=True)
+    assert abs(authors(x["u"], x["i"], user_ids=users, **kwargs(x)).item() - want) > 1e-3
+
+
+def test_bsl_paper_form_target_matches_naive_loop():
+    x = batch()
+    target, users = T([3, 4, 5]), T([2, 2, 5])
+    part = dict(x, u=x["u"][3:], exclude=x["exclude"][3:])
+    loss = BilateralSoftmaxLoss(0.3, "cos", tau2=0.7, mask_duplicates=True, form="paper")
+    got = loss(part["u"], x["i"], target=target, user_ids=users, **kwargs(part))
+    want = naive_bsl(part, "cos", 0.3, 0.7, True, users, target=target, form="paper")
+    assert got.item() == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("sim", ["cos", "ip"])
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_bsl_forms_are_one_loss_at_tau2_one(sim, with_extra):
+    """tau_2 = tau_1 (tau2 = 1): the paper's form is the authors' (pooled), masks and logQ included."""
+    x = batch(with_extra=with_extra)
+    users = T([4, 9, 4, 1, 9, 4])
+    paper = BilateralSoftmaxLoss(0.2, sim, tau2=1.0, mask_duplicates=True, form="paper")
+    authors = BilateralSoftmaxLoss(0.2, sim, tau2=1.0, mask_duplicates=True, pool_positives=True)
+    rows = paper.row_losses(x["u"], x["i"], user_ids=users, **kwargs(x))
+    assert torch.allclose(rows, authors.row_losses(x["u"], x["i"], user_ids=users, **kwargs(x)),
+                          rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sim", ["cos", "ip"])
+@pytest.mark.parametrize("r", [0.5, 2.0])
+def test_bsl_paper_form_with_one_row_per_user_is_rescaled_sl(sim, r):
+    """-s_i/t1 + (t2/t1) LSE(s_j/t2) = (t2/t1) [-s_i/t2 + LSE(s_j/t2)]: with every user once in the
+    batch the paper's form (tau, tau2 = r) is r times the authors' SL (tau2 = 1) at tau = r * tau.
+    With logQ the two differ by the positive's correction, a constant (1 - r) logQ_i per row."""
+    x = batch()
+    users = torch.arange(6)
+    u = x["u"].clone().requires_grad_(True)
+    paper = BilateralSoftmaxLoss(0.2, sim, tau2=r, mask_duplicates=True, form="paper")
+    sl = BilateralSoftmaxLoss(0.2 * r, sim, tau2=1.0, mask_duplicates=True)
+    plain = kwargs(x, logq=False)
+    assert torch.allclose(paper.row_losses(u, x["i"], user_ids=users, **plain),
+                          r * sl.row_losses(u, x["i"], **plain), rtol=1e-12, atol=1e-12)
+    rows = paper.row_losses(u, x["i"], user_ids=users, **kwargs(x))
+    scaled = r * sl.row_losses(u, x["i"], **kwargs(x))
+    assert torch.allclose(rows - scaled, (1 - r) * x["logq"][:6], rtol=1e-10, atol=1e-12)
+    (g_paper,) = torch.autograd.grad(rows.sum(), u)
+    (g_sl,) = torch.autograd.grad(scaled.sum(), u)
+    assert torch.allclose(g_paper, g_sl, rtol=1e-10, atol=1e-12)
+
+
+def test_bsl_default_is_not_sl():
+    """The registry's default tau2 is the class's, and neither is 1 (where BSL is SL)."""
+    from ssmrec.losses import BEYOND, build_loss
+
+    assert BEYOND["bsl"].params["tau2"] == BilateralSoftmaxLoss().tau2 != 1.0
+    assert build_loss("bsl").form == "authors" and build_loss("bsl", params={"form": "paper"}).form == "paper"
 
 
 # ----------------------------------------------------------------------------- PSL: hand values
@@ -290,6 +392,14 @@ def test_gradcheck_bsl(sim, pool):
 
 
 @pytest.mark.parametrize("sim", ["cos", "ip"])
+def test_gradcheck_bsl_paper_form(sim):
+    ids, logq, users = T([0, 1, 0, 2]), rand(6, seed=9), T([5, 6, 5, 7])
+    loss = BilateralSoftmaxLoss(0.5, sim, tau2=0.7, mask_duplicates=True, form="paper")
+    _check(lambda u, i, e: loss(u, i, item_ids=ids, extra_reps=e, extra_ids=T([2, 3]), logq=logq, exclude=EXCLUDE,
+                                user_ids=users), rand(4, 3, seed=1), rand(4, 3, seed=2), rand(2, 3, seed=3))
+
+
+@pytest.mark.parametrize("sim", ["cos", "ip"])
 @pytest.mark.parametrize("act", ACTS)
 def test_gradcheck_psl(sim, act):
     ids = T([0, 1, 0, 2])
@@ -308,6 +418,8 @@ def test_argument_errors():
         BilateralSoftmaxLoss(tau2=-1)
     with pytest.raises(ValueError, match="similarity"):
         BilateralSoftmaxLoss(similarity="dot")
+    with pytest.raises(ValueError, match="form must be one of .*'paper'.*got 'icde'"):
+        BilateralSoftmaxLoss(form="icde")
     with pytest.raises(ValueError, match="tau must be positive"):
         PairwiseSoftmaxLoss(tau=-0.1)
     with pytest.raises(ValueError, match="activation must be one of .*'tanh'.*got 'sigmoid'"):
@@ -319,6 +431,8 @@ def test_argument_errors():
         PairwiseSoftmaxLoss()(u, i, logq=torch.zeros(2, dtype=torch.float64))
     with pytest.raises(ValueError, match="pool_positives needs user_ids"):
         BilateralSoftmaxLoss(pool_positives=True)(u, i)
+    with pytest.raises(ValueError, match="paper form pools each user's positives: it needs user_ids"):
+        BilateralSoftmaxLoss(form="paper")(u, i)
     with pytest.raises(ValueError, match="mask_duplicates needs item_ids"):
         PairwiseSoftmaxLoss(mask_duplicates=True)(u, i)
     # the interface's other arguments are accepted and ignored

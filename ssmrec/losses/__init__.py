@@ -61,7 +61,8 @@ class LossSpec:
 
 
 BEYOND: dict[str, LossSpec] = {spec.name: spec for spec in [
-    LossSpec("bsl", BilateralSoftmaxLoss, "in_batch", {"tau2": 1.0, "pool_positives": False}, similarity="cos"),
+    LossSpec("bsl", BilateralSoftmaxLoss, "in_batch", {"tau2": 1.1, "pool_positives": False, "form": "authors"},
+             similarity="cos"),
     LossSpec("psl", PairwiseSoftmaxLoss, "in_batch", {"activation": "tanh"}, similarity="cos"),
     LossSpec("adaptau", AdaptiveTemperatureLoss, "in_batch",
              {"beta": 1.0, "center": "mean", "warmup": 100, "adapt_tau0": True, "warmup_gap": None,
