@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,11 +11,13 @@ import torch
 from loss_cases import T, in_batch_case, rand
 from loss_cases import gradcheck as _check
 
-from ssmrec.losses import SampledSoftmaxLoss, SoftmaxLoss
+from ssmrec.losses import SampledSoftmaxLoss, SoftmaxLoss, build_loss
 from ssmrec.losses.logq import CorrectedLogQLoss
 from ssmrec.losses.ntr import NegativeFeedbackLoss
 
 F64 = torch.float64
+# the estimator's arithmetic is checked unmasked too (mask_duplicates=False), which warns by design
+pytestmark = pytest.mark.filterwarnings("ignore:corrected logQ without mask_duplicates")
 
 
 def f(a, b, sim, tau):
@@ -43,12 +46,12 @@ def test_corrected_logq_hand_value():
     # loss = (0.577681 * 0.313262 + 0.395157 * -0.425687) / 2 = 0.006376;  unweighted: -0.056213
     u, i, e = T([[1.0, 0.0], [0.0, 1.0]]), T([[1.0, 0.0], [0.0, 2.0]]), T([[1.0, 1.0]])
     logq = torch.log(T([1.5, 0.75, 0.75]))
-    loss = CorrectedLogQLoss(1.0, "ip")
+    loss = CorrectedLogQLoss(1.0, "ip", mask_duplicates=False)
     parts = loss.parts(u, i, extra_reps=e, logq=logq)
     assert parts.ell.tolist() == pytest.approx([0.313262, -0.425687], abs=1e-6)
     assert (1 - parts.p_hat).tolist() == pytest.approx([0.577681, 0.395157], abs=1e-6)
     assert loss(u, i, extra_reps=e, logq=logq).item() == pytest.approx(0.006376, abs=1e-6)
-    assert CorrectedLogQLoss(1.0, "ip", weight=False)(u, i, extra_reps=e, logq=logq).item() == pytest.approx(
+    assert CorrectedLogQLoss(1.0, "ip", False, weight=False)(u, i, extra_reps=e, logq=logq).item() == pytest.approx(
         -0.056213, abs=1e-6)
     # n_draws = 6 halves every q: row 1 q = [0.25, 0.125, 0.125], q' = 0.125 / 0.75 = 1/6 for both negatives
     #   Z_hat = 1/2 (e^0 + e^1) * 6 = 3 (1 + e);  ell = log 3 + 0.313262 = 1.411874
@@ -62,7 +65,7 @@ def test_corrected_logq_positive_not_corrected_and_not_in_the_sum():
     logq = rand(3, seed=3)
     bumped = logq.clone()
     bumped[0] += 5.0  # column 0 is row 0's positive and a negative of rows 1, 2
-    loss = CorrectedLogQLoss(0.5, "cos")
+    loss = CorrectedLogQLoss(0.5, "cos", mask_duplicates=False)
     a = loss.parts(u, i, logq=logq, n_draws=10**9).ell
     b = loss.parts(u, i, logq=bumped, n_draws=10**9).ell
     assert a[0].item() == pytest.approx(b[0].item(), rel=1e-7)
@@ -112,7 +115,7 @@ def test_corrected_logq_matches_naive_loop(sim, mask_dup, with_extra, weight):
 def test_corrected_logq_target_rows_are_a_part_of_the_batch():
     # a worker's rows 0..1 are rows 2..3 of the whole batch: same terms as those rows of the whole
     u, i, logq = rand(4, 3, seed=1), rand(4, 3, seed=2), rand(4, seed=3) - 1.0
-    loss = CorrectedLogQLoss(0.5, "ip")
+    loss = CorrectedLogQLoss(0.5, "ip", mask_duplicates=False)
     whole = loss.parts(u, i, logq=logq).ell
     part = loss.parts(u[2:], i, logq=logq, target=T([2, 3])).ell
     assert torch.allclose(part, whole[2:], rtol=1e-12)
@@ -142,7 +145,7 @@ def test_gradcheck_corrected_logq(sim):
 def test_corrected_logq_weight_carries_no_gradient():
     u, i, e = rand(4, 3, seed=1), rand(4, 3, seed=2), rand(3, 3, seed=3)
     logq = rand(7, seed=4) - 1.0
-    loss = CorrectedLogQLoss(0.4, "ip")
+    loss = CorrectedLogQLoss(0.4, "ip", mask_duplicates=False)
     parts = loss.parts(u, i, extra_reps=e, logq=logq)
     assert not parts.p_hat.requires_grad
 
@@ -167,7 +170,7 @@ def test_corrected_logq_row_without_negatives_adds_nothing():
     u, i = rand(2, 3, seed=1), rand(2, 3, seed=2)
     logq = T([0.1, -0.2], dtype=F64)
     exclude = T([[False, True], [False, False]])
-    loss = CorrectedLogQLoss(0.5, "ip")
+    loss = CorrectedLogQLoss(0.5, "ip", mask_duplicates=False)
     uu = u.clone().requires_grad_(True)
     got = loss(uu, i, logq=logq, exclude=exclude)
     got.backward()
@@ -175,7 +178,8 @@ def test_corrected_logq_row_without_negatives_adds_nothing():
     row1 = naive_corrected(u[1:], i[[1, 0]], T([1, 0]), None, None, 0.5, "ip", logq[[1, 0]], False, None, 2, True)
     assert got.item() == pytest.approx(row1 / 2, rel=1e-10)
     for w in (True, False):
-        assert CorrectedLogQLoss(0.5, "ip", weight=w)(u, i, logq=logq, exclude=torch.ones(2, 2, dtype=bool)) == 0
+        loss = CorrectedLogQLoss(0.5, "ip", mask_duplicates=False, weight=w)
+        assert loss(u, i, logq=logq, exclude=torch.ones(2, 2, dtype=bool)) == 0
 
 
 # ----------------------------------------------------------------------------- special case
@@ -263,6 +267,28 @@ def test_corrected_logq_is_consistent_and_the_standard_correction_is_not():
     assert small["standard"] > 0.4 and large["standard"] > 0.8
 
 
+# ----------------------------------------------------------------------------- default
+def test_corrected_logq_masks_duplicates_by_default_and_warns_without():
+    """The estimator conditions q on "not the positive", so the positive's in-batch copies must
+    leave the negatives: that is the default; False (the shared setting's default) warns, and
+    the warning reaches ``--loss clogq`` through build_loss. The case has item 3 and item 1
+    twice among the positives and again among the extras: masking changes the value."""
+    u, i, ids, extra, extra_ids, _, logq, _ = in_batch_case(True)
+    kw = dict(item_ids=ids, extra_reps=extra, extra_ids=extra_ids, logq=logq)
+    masked = CorrectedLogQLoss(0.3)
+    assert masked.mask_duplicates
+    want = naive_corrected(u, i, ids, extra, extra_ids, 0.3, "cos", logq, True, None, None, True)
+    assert masked(u, i, **kw).item() == pytest.approx(want, rel=1e-10)
+    with pytest.warns(UserWarning, match="corrected logQ without mask_duplicates.*--mask-duplicates"):
+        unmasked = CorrectedLogQLoss(0.3, mask_duplicates=False)
+    assert abs(unmasked(u, i, **kw).item() - want) > 1e-4
+    with pytest.warns(UserWarning, match="corrected logQ without mask_duplicates"):
+        build_loss("clogq")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_loss("clogq", mask_duplicates=True)
+
+
 # ----------------------------------------------------------------------------- arguments
 def test_corrected_logq_arguments():
     u, i = rand(2, 3, seed=1), rand(2, 3, seed=2)
@@ -273,11 +299,12 @@ def test_corrected_logq_arguments():
     with pytest.raises(ValueError, match="similarity"):
         CorrectedLogQLoss(similarity="dot")
     with pytest.raises(ValueError, match="n_draws must be positive"):
-        CorrectedLogQLoss()(u, i, logq=torch.zeros(2), n_draws=0)
+        CorrectedLogQLoss(mask_duplicates=False)(u, i, logq=torch.zeros(2), n_draws=0)
     with pytest.raises(ValueError, match="mask_duplicates needs item_ids"):
         CorrectedLogQLoss(mask_duplicates=True)(u, i, logq=torch.zeros(2))
     # extras of the in-batch interface are accepted and ignored
-    assert torch.isfinite(CorrectedLogQLoss()(u, i, logq=torch.zeros(2), user_ids=T([0, 1]), unknown=1))
+    assert torch.isfinite(CorrectedLogQLoss()(u, i, logq=torch.zeros(2), item_ids=T([4, 5]), user_ids=T([0, 1]),
+                                              unknown=1))
 
 
 # ============================================================================ NegativeFeedbackLoss

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -10,6 +11,11 @@ from torch import nn
 
 from ssmrec.losses.similarity import check_similarity
 from ssmrec.losses.ssm import loss_candidates
+
+NO_MASK_WARNING = ("corrected logQ without mask_duplicates: its estimator conditions the sampling probabilities on "
+                   "'not the positive', yet the positive's in-batch copies stay among the negatives (a biased "
+                   "estimator the paper does not define); pass mask_duplicates=True (--mask-duplicates)")
+"""What :class:`CorrectedLogQLoss` warns when built with ``mask_duplicates=False``."""
 
 
 class CorrectedLogQParts(NamedTuple):
@@ -64,9 +70,12 @@ class CorrectedLogQLoss(nn.Module):
           the authors' loss value (line 95) leaves it out, which adds ``log m_b`` per row to the
           value but nothing to the gradient (the weight is a constant).
         * The conditioning on "not the positive" assumes accidental hits are removed, as the
-          authors' code does (line 89-90): use ``mask_duplicates=True`` with ``item_ids`` for the
-          paper's estimator; with the default (False) duplicates of the positive stay among the
-          negatives while ``q'`` still excludes the positive.
+          authors' code does (lines 89-90): ``mask_duplicates=True`` (with ``item_ids``) is the
+          paper's estimator and this class's default. With False, copies of the positive stay
+          among the negatives while ``q'`` still excludes the positive, so ``Z_hat`` counts the
+          positive's own term ``1 / q'`` times too often, a biased estimator the paper does not
+          define: the class warns. (Built from settings, ``mask_duplicates`` is the setting shared
+          with SSM, off by default: ``--loss clogq`` wants ``--mask-duplicates``.)
         * Masked candidates (``exclude``, duplicates) are dropped and ``m_b`` counts the rest, as
           the authors' ``negative_mask.sum`` (line 98).
         * The candidates: the authors' sampler de-duplicates the in-batch items and mixes them with
@@ -77,16 +86,19 @@ class CorrectedLogQLoss(nn.Module):
     Args:
         tau: temperature (default: 0.1).
         similarity: ``"cos"`` or ``"ip"`` (default: ``"cos"``).
-        mask_duplicates: drop a row's accidental hits (default: False).
+        mask_duplicates: drop a row's accidental hits, as the estimator assumes (default: True;
+            False warns).
         weight: multiply each row by ``stopgrad(1 - p_hat)``; False keeps ``ell`` alone, for
             ablation (default: True).
     """
 
-    def __init__(self, tau: float = 0.1, similarity: str = "cos", mask_duplicates: bool = False,
+    def __init__(self, tau: float = 0.1, similarity: str = "cos", mask_duplicates: bool = True,
                  weight: bool = True):
         super().__init__()
         if tau <= 0:
             raise ValueError(f"tau must be positive, got {tau}")
+        if not mask_duplicates:
+            warnings.warn(NO_MASK_WARNING, UserWarning, stacklevel=2)
         self.tau = tau
         self.similarity = check_similarity(similarity)
         self.mask_duplicates = mask_duplicates
