@@ -12,6 +12,9 @@ NTR) are in-batch losses like SSM; their own hyper-parameters are ``loss_params`
 A loss may keep per-user state: it then has ``on_epoch_start(epoch, scorer)``, which the trainer
 calls before every epoch (see :class:`ssmrec.train.scorer.ModelScorer`), and buffers that the
 checkpoints hold.
+
+:data:`SEARCH_SPACES` (:mod:`ssmrec.losses.search`) holds each built-in loss's key parameters and
+the values to tune them over, so that a comparison tunes every loss on its own parameters.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ssmrec.losses.ntr import NegativeFeedbackLoss
 from ssmrec.losses.pairwise import BCELoss, BPRLoss, CCLLoss
 from ssmrec.losses.psl import PairwiseSoftmaxLoss
 from ssmrec.losses.regularization import l2_regularization
+from ssmrec.losses.search import SEARCH_SPACES
 from ssmrec.losses.similarity import SIMILARITIES, score_matrix, scores
 from ssmrec.losses.slk import SoftmaxAtKLoss
 from ssmrec.losses.ssm import SampledSoftmaxLoss, SoftmaxLoss
@@ -229,7 +233,8 @@ def build_loss(name: str, *, tau: float = 0.1, similarity: str | None = None,
 __all__ = [
     "BEYOND", "AdaptiveTemperatureLoss", "BilateralSoftmaxLoss", "CorrectedLogQLoss", "NegativeFeedbackLoss",
     "PairwiseSoftmaxLoss", "SoftmaxAtKLoss", "spec_of",
-    "ALIASES", "DEFAULT_NEGATIVES", "KINDS", "LOSSES", "REGISTERED", "SIMILARITIES", "BCELoss", "BPRLoss",
+    "ALIASES", "DEFAULT_NEGATIVES", "KINDS", "LOSSES", "REGISTERED", "SEARCH_SPACES", "SIMILARITIES", "BCELoss",
+    "BPRLoss",
     "CCLLoss", "LossSpec", "SampledSoftmaxLoss", "SoftmaxLoss", "build_loss", "canonical", "check_params",
     "default_negatives", "default_similarity", "kind_of", "l2_regularization", "register_loss", "score_matrix",
     "scores", "unregister_loss",
