@@ -163,6 +163,8 @@ class AdaptiveTemperatureLoss(nn.Module):
             losses (their ``weight_ratio`` with ``temperature=q``; 0.9 on Gowalla-MF)
             (default: ``"mean"``).
         warmup: epochs with a fixed ``tau_0`` before it adapts, their ``cnt_lr`` (default: 100).
+            A run of at most ``warmup`` epochs never re-estimates ``tau_0`` (it stays ``tau``); the
+            per-user ``tau_u`` adapt from the second epoch on whatever the warm-up.
         adapt_tau0: recompute ``tau_0`` from the model after the warm-up (default: True).
         warmup_gap: if set, the warm-up ``tau_0`` is ``warmup_gap / log(|U'| |I| / (2 |Y'|))``
             from the training pairs instead of ``tau``; the authors use 0.7 (default: None).

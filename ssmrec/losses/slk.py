@@ -110,7 +110,11 @@ class SoftmaxAtKLoss(nn.Module):
 
     Before the first refresh every threshold is 0, as in the paper (Algorithm C.1 line 1) and the
     authors' code, so the weights are ``sigmoid(s / tau_w)``; until :meth:`on_epoch_start` has
-    allocated the buffer, ``user_ids`` may be omitted and 0 is used.
+    allocated the buffer, ``user_ids`` may be omitted and 0 is used. The first refresh is at the
+    start of epoch ``refresh_every``: a run that stops earlier (the authors train 200 epochs; an
+    early-stopped run may not reach epoch 20) never estimates a threshold and trains SSM weighted
+    by ``sigmoid(s / tau_w)``, which is not SL@K. Set ``refresh_every`` below the epochs a run
+    will train (the leaderboard uses 5, the paper's other value).
 
     Our choices where the paper leaves freedom: the softmax is our in-batch SSM (the positive in
     its own denominator, as eq. 3.5's sum over all items), not the authors' 1000 uniform negatives
