@@ -18,6 +18,7 @@ from typing import Any
 
 from ssmrec.data.config import PROTOCOLS
 from ssmrec.train.config import (
+    INITS,
     LOSS_SETTINGS,
     MODEL_SETTINGS,
     OPTIMIZERS,
@@ -46,6 +47,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "side": ("model", "SVD++ propagation side: user (eq. 23) or item (eq. 31)"),
     "a0": ("model", "SVD++ exponent of the receiving node's degree"),
     "a1": ("model", "SVD++ exponent of the sending node's degree"),
+    "init": ("model", "initialisation of the ID tables: xavier (the study's; its scale shrinks as 1/sqrt(rows)) or "
+                      "normal (N(0, init-std^2), the same at any catalogue size)"),
+    "init_std": ("model", "standard deviation of --init normal"),
     "loss": ("loss", "ssm, bpr, bce, softmax, ccl, or after the study: bsl, psl, adaptau, slk, clogq, ntr"),
     "tau": ("loss", "temperature of ssm / softmax and of the losses after the study"),
     "similarity": ("loss", "training similarity cos or ip (default: cos for ssm/softmax, ip for bpr/bce)"),
@@ -246,9 +250,11 @@ def check_settings(values: dict[str, Any], source: str = "command line", *, conf
         bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {v['sampler']!r}")
     if "optimizer" in v and v["optimizer"] not in OPTIMIZERS:
         bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {v['optimizer']!r}")
+    if "init" in v and v["init"] not in INITS:
+        bad("init", f"must be one of {', '.join(INITS)}, got {v['init']!r}")
     if v.get("sync_every", 0) < 0:
         bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {v['sync_every']}")
-    for name in ("tau", "lr"):
+    for name in ("tau", "lr", "init_std"):
         if name in v and not (math.isfinite(v[name]) and v[name] > 0):
             bad(name, f"must be a finite number > 0, got {v[name]}")
     for name in ("reg", "neg_weight", "max_seconds", "checkpoint_every"):

@@ -14,22 +14,24 @@ MODELS = {"mf": MF, "svdpp": SVDPP, "lightgcn": LightGCN}
 
 def build_model(
     name: str, train: Interactions, dim: int = 64, *, layers: int = 1, side: str = "user",
-    a0: float = 0.5, a1: float = 0.0, fast: bool = True,
+    a0: float = 0.5, a1: float = 0.0, fast: bool = True, init: str = "xavier", init_std: float = 0.1,
 ) -> Recommender:
     """Make a model by name (``mf``, ``svdpp``, ``lightgcn``) for a training set.
 
     Only the settings a model uses are passed to it (``layers`` to LightGCN; ``side``, ``a0``,
-    ``a1`` to SVD++). ``fast=False`` selects the plain computation path of graph models (same
-    results to float tolerance, slower), kept for equivalence checks.
+    ``a1`` to SVD++); ``init`` / ``init_std`` (how the ID tables are drawn,
+    :func:`~ssmrec.models.base.init_table`) to every model. ``fast=False`` selects the plain
+    computation path of graph models (same results to float tolerance, slower), kept for
+    equivalence checks.
     """
     key = name.lower().replace("+", "p").replace("-", "")
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if key == "mf":
-        return MF(train.n_users, train.n_items, dim)
+        return MF(train.n_users, train.n_items, dim, init=init, init_std=init_std)
     if key == "svdpp":
-        return SVDPP(train, dim, side=side, a0=a0, a1=a1, fast=fast)
-    return LightGCN(train, dim, layers=layers, fast=fast)
+        return SVDPP(train, dim, side=side, a0=a0, a1=a1, fast=fast, init=init, init_std=init_std)
+    return LightGCN(train, dim, layers=layers, fast=fast, init=init, init_std=init_std)
 
 
 __all__ = ["MODELS", "MF", "SVDPP", "LightGCN", "Propagation", "Recommender", "build_model",

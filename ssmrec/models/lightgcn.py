@@ -23,8 +23,9 @@ class LightGCN(Recommender):
             False is the plain path (full propagation, torch's sparse autograd), for checks.
     """
 
-    def __init__(self, train: Interactions, dim: int = 64, *, layers: int = 1, fast: bool = True):
-        super().__init__(train.n_users, train.n_items, dim)
+    def __init__(self, train: Interactions, dim: int = 64, *, layers: int = 1, fast: bool = True,
+                 init: str = "xavier", init_std: float = 0.1):
+        super().__init__(train.n_users, train.n_items, dim, init=init, init_std=init_std)
         if layers < 0:
             raise ValueError(f"layers must be >= 0, got {layers}")
         self.layers, self.fast = layers, fast

@@ -101,6 +101,9 @@ def member_configs(base: TrainConfig, members: list[dict[str, Any]]) -> list[Tra
     if base.optimizer != "adam":  # stacked tables: their batch paths build dense gradients
         raise ConfigError(f"optimizer: a sweep trains its members with dense Adam over stacked tables; "
                           f"optimizer {base.optimizer} is for solo runs (ssmrec train, or a grid run cell by cell)")
+    if base.init != "xavier":  # stacked tables are drawn as the study's solo models
+        raise ConfigError(f"init: a sweep draws its members' stacked tables with Xavier, the study's; init "
+                          f"{base.init} is for solo runs (ssmrec train, or a grid run cell by cell)")
     loss, model = canonical(base.loss), model_key(base.model)
     kind = getattr(spec_of(loss), "cls", None)
     if kind is not None and (hasattr(kind, "on_epoch_start") or getattr(kind, "uses_dislikes", False)):

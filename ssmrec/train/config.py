@@ -54,6 +54,8 @@ OPTIMIZERS = ("adam", "sparse-adam", "rowwise-adagrad")
 """The ``optimizer`` setting's values (see :mod:`ssmrec.train.optim`)."""
 SPARSE = ("sparse-adam", "rowwise-adagrad")
 """The optimizers that update only the rows a step touched (they need row gradients)."""
+INITS = ("xavier", "normal")
+"""The ``init`` setting's values (see :func:`ssmrec.models.base.init_table`)."""
 
 
 def is_sparse(name: str) -> bool:
@@ -92,6 +94,11 @@ class TrainConfig(DataConfig):
         dim: embedding size (default: 64).
         layers: LightGCN propagation layers (default: 1).
         side, a0, a1: SVD++ propagation side and exponents (default: ``user``, 0.5, 0.0).
+        init: initialisation of the layer-0 tables: ``xavier`` (uniform, bound
+            ``sqrt(6 / (rows + dim))``: the study's, whose scale shrinks as the catalogue grows) or
+            ``normal`` (``N(0, init_std^2)`` whatever the catalogue, as LightGCN-PyTorch's)
+            (default: ``xavier``).
+        init_std: the standard deviation of ``init normal`` (default: 0.1).
     Loss:
         loss: ``ssm``, ``bpr``, ``bce``, ``softmax``, ``ccl`` (default: ``ssm``).
         tau: temperature of ssm/softmax (default: 0.1).
@@ -163,6 +170,8 @@ class TrainConfig(DataConfig):
     side: str = "user"
     a0: float = 0.5
     a1: float = 0.0
+    init: str = "xavier"
+    init_std: float = 0.1
     loss: str = "ssm"
     tau: float = 0.1
     similarity: str | None = None
@@ -291,10 +300,12 @@ class TrainConfig(DataConfig):
         if self.sampler not in SAMPLERS:
             bad("sampler", f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         self._check_optimizer(bad)
+        if self.init not in INITS:
+            bad("init", f"must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.sync_every < 0:
             bad("sync_every", f"must be >= 1 step, or 0 for auto (1 on CPU, 50 on CUDA), got {self.sync_every}")
         # numbers: NaN compares false with everything, so ranges are written as what must hold
-        for name in ("tau", "lr"):
+        for name in ("tau", "lr", "init_std"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 bad(name, f"must be a finite number > 0, got {v}")
@@ -403,7 +414,9 @@ class TrainConfig(DataConfig):
             if users and model not in users:
                 lines.append(f"{name} is ignored: only the {'/'.join(users)} model uses it, this run's is {model}")
                 continue
-            if name == "negative_beta" and not self.extra_negatives:
+            if name == "init_std" and self.init != "normal":
+                lines.append(f"init_std is ignored: it is the spread of init normal, this run's init is {self.init}")
+            elif name == "negative_beta" and not self.extra_negatives:
                 lines.append("negative_beta is ignored: it shapes the extra negatives, and extra_negatives is 0")
             elif name in SINGLE_FILE_SETTINGS and kind in ("folder", "registry"):
                 lines.append(f"{name} is ignored: it applies to a single interaction file to split, and "

@@ -43,7 +43,7 @@ def restore(run_dir: str | Path, *, device: str = "auto", checkpoint: str = BEST
         raise TrainingError(f"{run.path}: no checkpoint ({checkpoint}) to load")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.train, cfg.dim, layers=cfg.layers, side=cfg.side,
-                        a0=cfg.a0, a1=cfg.a1).to(dev)
+                        a0=cfg.a0, a1=cfg.a1, init=cfg.init, init_std=cfg.init_std).to(dev)
     model.load_state_dict(state["model"])
     model.eval()
     return Restored(cfg, data, model, int(state.get("epoch", -1)), run)

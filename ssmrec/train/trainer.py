@@ -108,7 +108,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         train = self.data.train
         self.model = build_model(cfg.model, train, cfg.dim, layers=cfg.layers, side=cfg.side,
-                                 a0=cfg.a0, a1=cfg.a1).to(self.device)
+                                 a0=cfg.a0, a1=cfg.a1, init=cfg.init, init_std=cfg.init_std).to(self.device)
         dist.broadcast_parameters(self.model)
         self.objective, self.sampler = build_objective(cfg, train, dist, self.data.dislikes.get("train"))
         self.objective.to(self.device)
