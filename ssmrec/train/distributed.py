@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,44 @@ def timeout_seconds() -> float:
     return float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
 
 
+class Traffic:
+    """Bytes this process hands to collectives, by operation: a counter for measuring what a step
+    exchanges (``benchmarks/dist_bytes.py``), off unless a :class:`DistContext` is given one.
+
+    Each collective adds ``numel x element_size`` of the tensor this process contributes: a
+    gather's own part, a reduction's or broadcast's whole tensor. On the wire a ring all-gather
+    sends ``(world - 1)`` such parts per process and a ring all-reduce ``2 (world - 1) / world``
+    times the tensor: with two processes, both exactly the counted bytes.
+
+    Attributes:
+        bytes: operation (``all_reduce``, ``all_gather``, ``broadcast``, ``reduce_scatter``) ->
+            bytes contributed since the last :meth:`reset`.
+        calls: operation -> number of calls since then.
+    """
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+
+    def add(self, op: str, tensor: torch.Tensor) -> None:
+        self.bytes[op] = self.bytes.get(op, 0) + tensor.numel() * tensor.element_size()
+        self.calls[op] = self.calls.get(op, 0) + 1
+
+    @property
+    def total(self) -> int:
+        """Bytes contributed to every collective since the last :meth:`reset`."""
+        return sum(self.bytes.values())
+
+    def reset(self) -> None:
+        self.bytes.clear()
+        self.calls.clear()
+
+
+def _count(traffic: Traffic | None, op: str, tensor: torch.Tensor) -> None:
+    if traffic is not None:
+        traffic.add(op, tensor)
+
+
 @dataclass(frozen=True)
 class DistContext:
     """Where this process stands in a run, and the collectives training and evaluation need.
@@ -61,12 +99,16 @@ class DistContext:
         rank, world: this process's index and the number of processes (default: 0, 1).
         local_rank: index on this machine, which picks the GPU (default: 0).
         device: the device this process computes on (default: None, the run's own setting).
+        traffic: a :class:`Traffic` that counts the bytes each collective of this context is
+            handed (default: None, nothing counted); ``dataclasses.replace(ctx, traffic=Traffic())``
+            turns it on for one run.
     """
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
     device: torch.device | None = None
+    traffic: Traffic | None = field(default=None, compare=False, repr=False)
 
     @property
     def enabled(self) -> bool:
@@ -98,7 +140,7 @@ class DistContext:
         of what every rank's loss sends back to them."""
         if not self.enabled:
             return x
-        rows = _GatherRows.apply(self._pad(x, total))
+        rows = _GatherRows.apply(self._pad(x, total), self.traffic)
         return torch.cat([p[:n] for p, n in zip(rows.chunk(self.world), self.sizes(total))])
 
     def gather(self, x: torch.Tensor, total: int) -> torch.Tensor:
@@ -107,6 +149,7 @@ class DistContext:
             return x
         padded = self._pad(x, total)
         parts = [torch.empty_like(padded) for _ in range(self.world)]
+        _count(self.traffic, "all_gather", padded)
         dist.all_gather(parts, padded)
         return torch.cat([p[:n] for p, n in zip(parts, self.sizes(total))])
 
@@ -126,6 +169,7 @@ class DistContext:
             return loss.item(), stop
         value = torch.stack([loss.detach().to(torch.float64).reshape(()),
                              torch.tensor(float(stop), dtype=torch.float64, device=loss.device)])
+        _count(self.traffic, "all_reduce", value)
         dist.all_reduce(value)
         total, stops = value.tolist()
         return total, stops > 0
@@ -135,6 +179,7 @@ class DistContext:
         if not self.enabled:
             return flag
         t = torch.tensor([int(flag)], device=self.device)
+        _count(self.traffic, "all_reduce", t)
         dist.all_reduce(t)
         return bool(t.item())
 
@@ -148,6 +193,7 @@ class DistContext:
         params = [p for p in params if p.requires_grad]
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                           for p in params])
+        _count(self.traffic, "all_reduce", flat)
         dist.all_reduce(flat)
         start = 0
         for p in params:
@@ -175,6 +221,7 @@ class DistContext:
                          (torch.zeros(0, dtype=torch.long, device=p.device), p.new_zeros((0, *p.shape[1:]))))
         counts = torch.tensor([len(i) for i, _ in local], dtype=torch.long, device=params[0].device)
         every = [torch.empty_like(counts) for _ in range(self.world)]
+        _count(self.traffic, "all_gather", counts)
         dist.all_gather(every, counts)
         table = torch.stack(every).tolist()  # [rank][param]
         for j, (p, (index, values)) in enumerate(zip(params, local)):
@@ -188,6 +235,8 @@ class DistContext:
             values = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
             parts_i = [torch.empty_like(index) for _ in range(self.world)]
             parts_v = [torch.empty_like(values) for _ in range(self.world)]
+            _count(self.traffic, "all_gather", index)
+            _count(self.traffic, "all_gather", values)
             dist.all_gather(parts_i, index)
             dist.all_gather(parts_v, values)
             index = torch.cat([t[:n] for t, n in zip(parts_i, sizes)])
@@ -200,6 +249,7 @@ class DistContext:
             return
         with torch.no_grad():
             for p in module.parameters():
+                _count(self.traffic, "broadcast", p.data)
                 dist.broadcast(p.data, src=0)
 
     def main_decides(self, flag: bool) -> bool:
@@ -207,6 +257,7 @@ class DistContext:
         if not self.enabled:
             return flag
         t = torch.tensor([int(flag)], device=self.device)
+        _count(self.traffic, "broadcast", t)
         dist.broadcast(t, src=0)
         return bool(t.item())
 
@@ -234,6 +285,7 @@ class DistContext:
         flat = np.stack([np.nan_to_num(v, nan=0.0) for v in vals] + [p.astype(np.float64) for p in present]
                         + [acc.seen.astype(np.float64)])
         t = torch.from_numpy(flat).to(self.device or "cpu")
+        _count(self.traffic, "all_reduce", t)
         dist.all_reduce(t)
         flat = t.cpu().numpy()
         n = len(keys)
@@ -251,26 +303,31 @@ class _GatherRows(torch.autograd.Function):
     block of the sum over ranks of the gradients (every rank's loss reads every block).
 
     (``torch.distributed.nn.functional.all_gather`` does the same but is deprecated in this
-    torch and warns at every call.)"""
+    torch and warns at every call.) ``traffic``: a :class:`Traffic` counting both directions, or
+    None."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, traffic: Traffic | None = None) -> torch.Tensor:
+        ctx.traffic = traffic
         x = x.contiguous()
         out = x.new_empty(dist.get_world_size() * x.shape[0], *x.shape[1:])
+        _count(traffic, "all_gather", x)
         dist.all_gather(list(out.chunk(dist.get_world_size())), x)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         world, rank = dist.get_world_size(), dist.get_rank()
         grad = grad.contiguous()
         if dist.get_backend() == "nccl":
             out = grad.new_empty(grad.shape[0] // world, *grad.shape[1:])
+            _count(ctx.traffic, "reduce_scatter", grad)
             dist.reduce_scatter_tensor(out, grad)
-            return out
+            return out, None
         grad = grad.clone()  # gloo has no reduce-scatter: sum everything, keep our block
+        _count(ctx.traffic, "all_reduce", grad)
         dist.all_reduce(grad)
-        return grad.chunk(world)[rank].contiguous()
+        return grad.chunk(world)[rank].contiguous(), None
 
 
 # ---------------------------------------------------------------------- process groups
