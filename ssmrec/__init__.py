@@ -2,7 +2,7 @@
 
 from ssmrec._version import __version__
 
-__all__ = ["Recommender", "__version__"]
+__all__ = ["Recommender", "__version__", "compare"]
 
 
 def __getattr__(name: str):
@@ -10,4 +10,8 @@ def __getattr__(name: str):
         from ssmrec.api import Recommender
 
         return Recommender
+    if name == "compare":  # the race of losses (ssmrec.race), also imported on first use
+        from ssmrec.race import compare
+
+        return compare
     raise AttributeError(f"module 'ssmrec' has no attribute {name!r}")

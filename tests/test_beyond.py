@@ -332,7 +332,7 @@ def test_ssm_with_per_row_negatives_matches_a_naive_loop():
 
 
 def test_per_row_negatives_reach_every_in_batch_loss_and_train(tiny):
-    ssm, bsl = (build_loss(name, tau=0.2) for name in ("ssm", "bsl"))
+    ssm, bsl = build_loss("ssm", tau=0.2), build_loss("bsl", tau=0.2, params={"tau2": 1.0})
     g = torch.Generator().manual_seed(1)
     u, p, n = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((3, 4), (3, 4), (3, 5, 4)))
     # BSL with tau2 = 1 and its positive out of the sum, SSM with it in: ssm_b = softplus(bsl_b) (each row)

@@ -3,7 +3,8 @@
 One module per family of commands, each giving its commands' parsers, early checks and actions
 (:class:`~ssmrec.cli.common.Command`): :mod:`~ssmrec.cli.run` (train, evaluate, recommend,
 export, datasets), :mod:`~ssmrec.cli.study` (experiment, report, plot, rerun, analyze),
-:mod:`~ssmrec.cli.sweep` (sweep, tune), :mod:`~ssmrec.cli.serve` (serve); what they share in
+:mod:`~ssmrec.cli.sweep` (sweep, tune), :mod:`~ssmrec.cli.serve` (serve), :mod:`~ssmrec.cli.compare`
+(compare); what they share in
 :mod:`~ssmrec.cli.common`. Importing them loads nothing heavy: ``ssmrec --help`` and refusals
 stay fast, and each command imports what it needs when it runs.
 """
@@ -14,14 +15,14 @@ import argparse
 import logging
 import sys
 
-from ssmrec.cli import run, serve, study, sweep
+from ssmrec.cli import compare, run, serve, study, sweep
 from ssmrec.cli.common import Command, Parser
 from ssmrec.errors import ConfigError, DataError
 
-ORDER = ("datasets", "train", "evaluate", "recommend", "experiment", "rerun", "report", "export", "sweep", "tune",
-         "serve", "plot", "analyze")
+ORDER = ("datasets", "train", "evaluate", "recommend", "compare", "experiment", "rerun", "report", "export", "sweep",
+         "tune", "serve", "plot", "analyze")
 """The commands, in the order ``ssmrec --help`` lists them."""
-_FAMILIES = {**run.COMMANDS, **study.COMMANDS, **sweep.COMMANDS, **serve.COMMANDS}
+_FAMILIES = {**run.COMMANDS, **study.COMMANDS, **sweep.COMMANDS, **serve.COMMANDS, **compare.COMMANDS}
 assert set(_FAMILIES) == set(ORDER), "a command missing from ORDER, or ORDER naming one no family has"
 COMMANDS: dict[str, Command] = {name: _FAMILIES[name] for name in ORDER}
 

@@ -91,3 +91,13 @@ def topk_profile(
         "avg_popularity_percentile": float((counts * pct).sum() / max(recommended, 1)),
         "gini": gini(counts),
     }
+
+
+def recall_tail_share(profile: dict) -> float | None:
+    """The long-tail share of a :func:`topk_profile`: the share of its recall earned on the less
+    popular half of its popularity groups (groups 0-4 of 10; group 0 is the least popular).
+    None when it has no recall to share."""
+    groups = profile.get("group_recall")
+    if not groups or not profile.get("recall"):
+        return None
+    return float(sum(groups[: len(groups) // 2]) / profile["recall"])

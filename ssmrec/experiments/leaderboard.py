@@ -335,13 +335,11 @@ def _ms(s: dict) -> str:
 
 
 def tail_share(r: Record) -> float | None:
-    """Share of Recall@20 earned on the less popular half of the interactions (popularity groups
-    0-4 of 10; group 0 is the least popular)."""
-    p = r.data.get("profile") or {}
-    groups = p.get("group_recall")
-    if not groups or not p.get("recall"):
-        return None
-    return float(sum(groups[: len(groups) // 2]) / p["recall"])
+    """Share of Recall@20 earned on the less popular half of the interactions
+    (:func:`~ssmrec.eval.popularity.recall_tail_share` of the record's profile)."""
+    from ssmrec.eval.popularity import recall_tail_share  # (torch: only when a profile is read)
+
+    return recall_tail_share(r.data.get("profile") or {})
 
 
 def which_loss(records: list[Record]) -> list[str]:
