@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,43 +41,11 @@ from ssmrec.data.columns import (
     time_values,
     typed_below,
 )
+from ssmrec.data.fast_read import Columns, Unsupported, read_fast
 from ssmrec.data.interactions import DataError
+from ssmrec.data.tables import PairTable, filter_rating  # noqa: F401  (their home before tables.py)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PairTable:
-    """Raw (user, item) pairs read from one file, ids not yet mapped.
-
-    ``users``/``items`` are int64 arrays when ``integer_ids`` is true (ids used as they are),
-    otherwise arrays of strings to be mapped to contiguous indices by :func:`encode`.
-    """
-
-    users: np.ndarray
-    items: np.ndarray
-    source: str
-    integer_ids: bool
-    ratings: np.ndarray | None = None
-    timestamps: np.ndarray | None = None
-    n_users_hint: int = 0  # users that appear on a line with no items (LightGCN format)
-
-    def __len__(self) -> int:
-        return int(self.users.size)
-
-    def select(self, mask: np.ndarray) -> PairTable:
-        """The rows where ``mask`` is true (ratings and timestamps kept aligned)."""
-        pick = lambda a: None if a is None else a[mask]  # noqa: E731
-        return PairTable(self.users[mask], self.items[mask], self.source, self.integer_ids, pick(self.ratings),
-                         pick(self.timestamps), self.n_users_hint)
-
-
-def filter_rating(table: PairTable, min_rating: float, path: Path | str = "") -> PairTable:
-    """Keep the rows rated at least ``min_rating``."""
-    if table.ratings is None:
-        raise DataError(f"{path or table.source}: min_rating={min_rating:g} given but the data has no rating column "
-                        "(name it with --rating-col)")
-    return table.select(table.ratings >= min_rating)
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -244,13 +211,21 @@ def read_pairs(
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if header is None and any(isinstance(c, str) for c in (user_col, item_col, rating_col, time_col)):
+        header = True  # columns named by the user: the first row names them
+    if FAST_READ:
+        try:
+            fast = read_fast(path, sep=sep, header=header, user_col=user_col, item_col=item_col,
+                             rating_col=rating_col, time_col=time_col, integer_ids=integer_ids)
+        except Unsupported as why:
+            log.debug("%s: read by pandas (%s)", path, why)
+        else:
+            return _fast_table(path, fast, integer_ids, min_rating)
     detected = None
     if path.suffix == ".parquet":
         frame = _read_parquet(path)
         where = Where(None)
     else:
-        if header is None and any(isinstance(c, str) for c in (user_col, item_col, rating_col, time_col)):
-            header = True  # columns named by the user: the first row names them
         ids = (user_col if isinstance(user_col, int) else 0, item_col if isinstance(item_col, int) else 1)
         frame, where, detected = _read_delimited(path, sep, header, ids)
     if frame.shape[0] == 0:
@@ -280,6 +255,26 @@ def read_pairs(
         users, items, ratings = users[keep], items[keep], ratings[keep]
         stamps = stamps[keep] if stamps is not None else None
     return PairTable(users, items, str(path), integer_ids, ratings, stamps)
+
+
+FAST_READ = True
+"""Whether :func:`read_pairs` tries :mod:`ssmrec.data.fast_read` first (False: the pandas path
+only, as before it existed; tests and benchmarks compare the two)."""
+
+
+def _fast_table(path: Path, fast: Columns, integer_ids: bool, min_rating: float | None) -> PairTable:
+    """The table of what the fast path read: the guessed-header warning, ``min_rating``."""
+    if fast.detected:
+        _say_header(path, fast.detected, *fast.names)
+    users, items, ratings, stamps = fast.users, fast.items, fast.ratings, fast.timestamps
+    if min_rating is not None:
+        if ratings is None:
+            raise DataError(f"{path}: min_rating={min_rating} given but the file has no rating column")
+        keep = ratings >= min_rating
+        users, items, ratings = users[keep], items[keep], ratings[keep]
+        stamps = stamps[keep] if stamps is not None else None
+    return PairTable(users, items, str(path), integer_ids, ratings, stamps, user_vocab=fast.user_vocab,
+                     item_vocab=fast.item_vocab)
 
 
 _HEADER_HINT = ("; if line 1 is a header, name the columns with --user-col/--item-col "
