@@ -270,8 +270,9 @@ class CandidateEvaluator:
             shared by every model compared.
         ks: cut-offs (default: ``(20,)``).
         similarity: test-time scoring, ``"ip"`` or ``"cos"`` (default: ``"ip"``).
-        chunk_size: users scored at once; memory is ``chunk_size x longest list x dim`` floats
-            (default: 1024).
+        chunk_size: users scored at once, taken in order of their number of candidates (so that
+            padding them to one length wastes little); memory is ``chunk_size x longest list``
+            scores plus the chunk's candidates' embeddings (default: 512).
         device: where scoring happens (default: cpu).
 
     Keys are ``rank-<set name>/<metric>``, never those of the full-ranking Evaluator:
@@ -294,7 +295,7 @@ class CandidateEvaluator:
     """
 
     def __init__(self, candidates: Candidates, *, ks: tuple[int, ...] = (20,), similarity: str = "ip",
-                 chunk_size: int = 1024, device: torch.device | str = "cpu"):
+                 chunk_size: int = 512, device: torch.device | str = "cpu"):
         if not ks or min(ks) < 1:
             raise ValueError(f"cut-offs must be positive integers, got {ks}")
         if chunk_size < 1:
@@ -313,6 +314,7 @@ class CandidateEvaluator:
         self.indptr = torch.from_numpy(c.indptr).to(self.device)
         self.users = torch.from_numpy(c.users).to(self.device)
         self.n_relevant = torch.from_numpy(c.n_relevant).to(self.device)
+        self.by_length = torch.from_numpy(np.argsort(c.lengths, kind="stable")).to(self.device)
         self.first_stage: dict[str, np.ndarray] = {}
         if c.kind == "retrieved":
             recall = c.retriever_recall()
@@ -334,29 +336,33 @@ class CandidateEvaluator:
         user_emb = user_emb.to(self.device)
         out = {key: np.empty(n_users) for key in self.keys if key not in self.first_stage}
         for s in range(0, n_users, self.chunk_size):
-            e = min(s + self.chunk_size, n_users)
-            lo, hi = int(self.indptr[s]), int(self.indptr[e])
-            lengths = self.indptr[s + 1:e + 1] - self.indptr[s:e]
+            pick = self.by_length[s:s + self.chunk_size]  # rows of similar lengths: little padding
+            at = pick.cpu().numpy()
+            starts = self.indptr[pick]
+            lengths = self.indptr[pick + 1] - starts
             width = max(int(lengths.max()), max_k)
-            rows = torch.repeat_interleave(torch.arange(e - s, device=self.device), lengths)
-            cols = torch.arange(hi - lo, device=self.device) - (self.indptr[s:e] - lo)[rows]
-            idx = torch.zeros(e - s, width, dtype=torch.long, device=self.device)
-            rel = torch.zeros(e - s, width, dtype=torch.bool, device=self.device)
+            rows = torch.repeat_interleave(torch.arange(pick.numel(), device=self.device), lengths)
+            cols = torch.arange(rows.numel(), device=self.device) - (torch.cumsum(lengths, 0) - lengths)[rows]
+            flat = starts[rows] + cols
+            rel = torch.zeros(pick.numel(), width, dtype=torch.bool, device=self.device)
             real = torch.zeros_like(rel)
-            idx[rows, cols], rel[rows, cols], real[rows, cols] = self.items[lo:hi], self.relevant[lo:hi], True
-            u = normalise_for(self.similarity, user_emb[self.users[s:e]])
-            scores = torch.bmm(items[idx], u.unsqueeze(2)).squeeze(2).masked_fill(~real, float("-inf"))
-            order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+            rel[rows, cols], real[rows, cols] = self.relevant[flat], True
+            u = normalise_for(self.similarity, user_emb[self.users[pick]])
+            scores = torch.full(rel.shape, float("-inf"), dtype=u.dtype, device=self.device)
+            # the candidates only; F.embedding gathers rows several times faster than items[...]
+            cand = torch.nn.functional.embedding(self.items[flat], items)
+            scores[rows, cols] = (cand * torch.repeat_interleave(u, lengths, 0)).sum(1)
+            ranked, order = torch.sort(scores, dim=1, descending=True, stable=True)
             hits = rel.gather(1, order)  # padding sorts last: -inf and after every real candidate
-            n_rel = self.n_relevant[s:e]
+            n_rel = self.n_relevant[pick]
             for k in self.ks:
                 values = metric_values(hits, n_rel, k)
                 for m in RANK_METRICS:
-                    out[f"{self.prefix}{m}@{k}"][s:e] = values[m].cpu().numpy()
+                    out[f"{self.prefix}{m}@{k}"][at] = values[m].cpu().numpy()
             any_hit = hits.any(1)
             first = hits.to(torch.int8).argmax(1).to(torch.float64) + 1
-            out[f"{self.prefix}mrr"][s:e] = torch.where(any_hit, 1.0 / first, 0.0).cpu().numpy()
-            out[f"{self.prefix}auc"][s:e] = _auc(scores, rel, real & ~rel).cpu().numpy()
+            out[f"{self.prefix}mrr"][at] = torch.where(any_hit, 1.0 / first, 0.0).cpu().numpy()
+            out[f"{self.prefix}auc"][at] = _auc(ranked, hits, real.gather(1, order) & ~hits).cpu().numpy()
         out.update(self.first_stage)
         covered = self.candidates.retriever_recall() > 0
         return CandidateResult(self.candidates.users, out, covered)
@@ -379,13 +385,20 @@ class CandidateEvaluator:
         return self.evaluate(u, i)
 
 
-def _auc(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Per row, the share of (``pos``, ``neg``) pairs with the positive scored higher, ties half
-    (Mann-Whitney): each positive is searched among the row's sorted negative scores. NaN for a
+def _auc(ranked: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Per row, the share of (positive, negative) pairs with the positive scored higher, ties half
+    (Mann-Whitney), from the rows sorted by score with every positive after the negatives it ties
+    (``ranked``: the sorted scores; ``pos``, ``neg``: flags in that order). The negatives after a
+    positive are those it beats; each tie group adds half its positives x negatives. NaN for a
     row without positives or without negatives."""
-    ranked = scores.masked_fill(~neg, float("inf")).sort(1).values
-    below = torch.searchsorted(ranked, scores.contiguous())
-    upto = torch.searchsorted(ranked, scores.contiguous(), right=True)
-    wins = ((below + upto).to(torch.float64) * 0.5 * pos).sum(1)
-    pairs = pos.sum(1).to(torch.float64) * neg.sum(1).to(torch.float64)
-    return torch.where(pairs > 0, wins / pairs.clamp(min=1), torch.nan)
+    n_neg = neg.sum(1, keepdim=True)
+    wins = ((n_neg - torch.cumsum(neg, 1)) * pos).sum(1).to(torch.float64)
+    new = torch.ones_like(pos)
+    new[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    group = torch.cumsum(new, 1) - 1  # tie group of each position
+    per_group = torch.zeros(2, *pos.shape, dtype=torch.float64, device=pos.device)
+    per_group[0].scatter_add_(1, group, pos.to(torch.float64))
+    per_group[1].scatter_add_(1, group, neg.to(torch.float64))
+    ties = (per_group[0] * per_group[1]).sum(1)
+    pairs = pos.sum(1).to(torch.float64) * n_neg.squeeze(1).to(torch.float64)
+    return torch.where(pairs > 0, (wins + 0.5 * ties) / pairs.clamp(min=1), torch.nan)
