@@ -93,7 +93,8 @@ def large_chunks(
     (integer epoch seconds) rise row after row over an active period of exponential length
     (mean 90 days) that starts anywhere in ``[start, start + span_days)``. Ratings are 1..5
     stars. With ``string_ids``, ids are distinct strings (``u`` / ``i`` and base-36 digits, in
-    an order unrelated to the row order); otherwise integers ``0..n-1``.
+    an order unrelated to the row order), each naming one integer id of the same rows drawn
+    without them; otherwise integers ``0..n-1``.
 
     Memory is bounded by a chunk plus ``O(n_users + n_items)``; the same arguments (seed and
     ``chunk_rows`` included) give the same rows.
@@ -112,8 +113,9 @@ def large_chunks(
     cdf /= cdf[-1]
     user_start = start + rng.random(n_users) * span_days * 86400.0
     user_span = np.minimum(rng.exponential(90 * 86400.0, n_users), start + span_days * 86400.0 - user_start)
-    user_vocab = _base36_ids("u", rng.permutation(n_users)) if string_ids else None
-    item_vocab = _base36_ids("i", rng.permutation(n_items)) if string_ids else None
+    names = np.random.default_rng([seed, 1])  # apart: the rows are the same with string ids or without
+    user_vocab = _base36_ids("u", names.permutation(n_users)) if string_ids else None
+    item_vocab = _base36_ids("i", names.permutation(n_items)) if string_ids else None
     ends = np.cumsum(counts)
     bounds = np.unique(np.r_[0, np.searchsorted(ends, np.arange(chunk_rows, n_rows, chunk_rows)), n_users])
     for a, b in zip(bounds[:-1], bounds[1:]):
