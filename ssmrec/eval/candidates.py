@@ -181,7 +181,7 @@ def sampled_candidates(target: Interactions, exclude: list[Interactions] | tuple
 
 
 def retrieved_candidates(target: Interactions, exclude: list[Interactions] | tuple[Interactions, ...],
-                         first_stage: FirstStage, *, n: int = 200, chunk_size: int = 1024) -> Candidates:
+                         first_stage: FirstStage, *, n: int = 200, chunk_size: int = 512) -> Candidates:
     """The top ``n`` items of ``first_stage`` for every user of ``target``, leaving out the items of
     ``exclude`` (the sets the full-ranking Evaluator excludes: training, and validation when
     testing), in the first stage's order; fewer when fewer are left. Memory: ``chunk_size x
@@ -195,9 +195,11 @@ def retrieved_candidates(target: Interactions, exclude: list[Interactions] | tup
     users = target.active_users
     k = min(n, target.n_items)
     items, relevant, lengths = [], [], []
+    buf = None
     for s in range(0, users.size, chunk_size):
         chunk = users[s:s + chunk_size]
-        scores = first_stage.scores(chunk)
+        scores = first_stage.scores(chunk, None if buf is None else buf[:chunk.size])
+        buf = scores if buf is None else buf
         tchunk = torch.from_numpy(chunk)
         if seen is not None:
             rows, cols = seen.coordinates(tchunk)

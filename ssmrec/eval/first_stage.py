@@ -27,9 +27,11 @@ class FirstStage(Protocol):
     """Short label, part of the candidate set's name and its metrics' keys (``itemknn``)."""
     n_items: int
 
-    def scores(self, users: np.ndarray) -> torch.Tensor:
-        """``(len(users), n_items)`` float scores on the CPU (higher: retrieved first); the caller
-        may write into the returned tensor."""
+    def scores(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``(len(users), n_items)`` float scores on the CPU (higher: retrieved first), written into
+        ``out`` when given (the first rows of a tensor an earlier call returned: reusing it spares
+        the page faults of fresh memory, which cost as much as the scoring); the caller may write
+        into the result."""
 
 
 def _popularity_order(train: Interactions) -> torch.Tensor:
@@ -50,8 +52,10 @@ class PopularityRetriever:
         self.n_items = train.n_items
         self.degree = torch.from_numpy(train.item_degree.astype(np.float32))
 
-    def scores(self, users: np.ndarray) -> torch.Tensor:
-        return self.degree.expand(len(users), -1).clone()
+    def scores(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is None:
+            return self.degree.expand(len(users), -1).clone()
+        return out.copy_(self.degree.expand(len(users), -1))
 
 
 class ItemKNNRetriever:
@@ -93,9 +97,13 @@ class ItemKNNRetriever:
         self.train = x
         self.fallback = _popularity_order(train)
 
-    def scores(self, users: np.ndarray) -> torch.Tensor:
+    def scores(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
         p = (self.train[users] @ self.similarity).tocsr()
-        out = self.fallback.repeat(len(users), 1)  # then the co-occurring items' sums over it
+        # the popularity fallback, then the co-occurring items' sums over it
+        if out is None:
+            out = self.fallback.repeat(len(users), 1)
+        else:
+            out.copy_(self.fallback.expand(len(users), -1))
         rows = torch.from_numpy(np.repeat(np.arange(len(users)), np.diff(p.indptr)))
         out[rows, torch.from_numpy(p.indices.astype(np.int64))] = torch.from_numpy(p.data)
         return out
@@ -140,5 +148,6 @@ class EmbeddingRetriever:
         self.items = normalise_for(similarity, item_emb.detach().cpu())
         self.n_items = self.items.shape[0]
 
-    def scores(self, users: np.ndarray) -> torch.Tensor:
-        return self.users[torch.from_numpy(np.asarray(users, np.int64))] @ self.items.T
+    def scores(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        u = self.users[torch.from_numpy(np.asarray(users, np.int64))]
+        return torch.mm(u, self.items.T) if out is None else torch.mm(u, self.items.T, out=out)
