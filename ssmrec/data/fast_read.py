@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,15 +129,19 @@ def _scan(path: Path) -> _Scan:
 
 
 def _first_line(text: str, final: bool) -> tuple[str, bool] | None:
-    """The first non-blank line of ``text`` (a byte-order mark dropped; split on ``\\n``,
-    ``\\r\\n``, ``\\r``, as the pandas path does) and whether blank lines precede it; None when
+    """The first non-blank line of ``text`` (a byte-order mark dropped; lines end at ``\\n``,
+    ``\\r\\n`` or ``\\r``, as in the pandas path) and whether blank lines precede it; None when
     there is none yet (the last piece may be an incomplete line unless ``final``)."""
     text = text[1:] if text.startswith("\ufeff") else text
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    for k, line in enumerate(lines if final else lines[:-1]):
-        if line.strip():
-            return line, k > 0
-    return None
+    start = blank = 0
+    while (end := _EOL.search(text, start)) is not None:
+        if text[start:end.start()].strip():
+            return text[start:end.start()], blank > 0
+        start, blank = end.end(), blank + 1
+    return (text[start:], blank > 0) if final and text[start:].strip() else None
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
 
 
 def _read_text(path, sep, header, user_col, item_col, rating_col, time_col, integer_ids) -> Columns:

@@ -211,12 +211,12 @@ def write_large(path: str | os.PathLike, n_rows: int, n_users: int, n_items: int
                 seen[np.concatenate([c.to_numpy() for c in codes])] = True
             rows += table.num_rows
             columns = table.column_names
+            table = pa.table({n: c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c
+                              for n, c in zip(table.column_names, table.columns)})  # plain strings, as pandas writes
             if path.suffix == ".parquet":
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
                 continue
-            table = pa.table({n: c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c
-                              for n, c in zip(table.column_names, table.columns)})
             if writer is None:
                 sink = pa.CompressedOutputStream(tmp, "gzip") if path.suffix == ".gz" else pa.OSFile(str(tmp), "wb")
                 if header:
