@@ -20,7 +20,13 @@ from ssmrec.eval.candidates import (
     retrieved_candidates,
     sampled_candidates,
 )
-from ssmrec.eval.first_stage import EmbeddingRetriever, ItemKNNRetriever, PopularityRetriever
+from ssmrec.eval.first_stage import (
+    DEFAULT_FIRST_STAGE,
+    EmbeddingRetriever,
+    ItemKNNRetriever,
+    PopularityRetriever,
+    build_first_stage,
+)
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +342,13 @@ def test_bad_settings_are_refused(split):
         CandidateEvaluator(cands, ks=(0,))
     with pytest.raises(ValueError, match="neighbours"):
         ItemKNNRetriever(train, neighbours=0)
+    with pytest.raises(ValueError, match="unknown first stage"):
+        build_first_stage("bm25", train)
+
+
+def test_the_default_first_stage_is_itemknn_by_name(split):
+    train, valid, test = split
+    fs = build_first_stage(DEFAULT_FIRST_STAGE, train)
+    assert isinstance(fs, ItemKNNRetriever) and fs.neighbours == 200
+    assert retrieved_candidates(test, [train, valid], fs, n=10).name == "itemknn10"
+    assert isinstance(build_first_stage("pop", train), PopularityRetriever)
