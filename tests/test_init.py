@@ -41,7 +41,7 @@ def test_xavier_shrinks_with_the_catalogue_and_normal_does_not(rows):
     bound = math.sqrt(6 / (rows + 64))  # uniform on [-b, b]: std b / sqrt(3)
     assert xavier.abs().max() <= bound
     assert xavier.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
-    assert normal.std().item() == pytest.approx(0.1, rel=0.02)
+    assert normal.std().item() == pytest.approx(0.01, rel=0.02)
     assert wide.std().item() == pytest.approx(0.3, rel=0.02)
 
 
@@ -82,7 +82,7 @@ def test_bad_values_are_refused_with_the_setting_named(values, message):
     with pytest.raises(ConfigError, match=message):  # and before torch, on the command line
         check_settings(values)
     with pytest.raises(ConfigError, match="init"):
-        model_base.init_table(torch.empty(3, 2), values.get("init", "normal"), values.get("init_std", 0.1))
+        model_base.init_table(torch.empty(3, 2), values.get("init", "normal"), values.get("init_std", 0.01))
 
 
 def test_init_std_without_init_normal_is_named_as_ignored():

@@ -62,7 +62,7 @@ DEFAULT_SIMILARITY = {"ssm": "cos", "softmax": "cos", "bpr": "ip", "bce": "ip", 
 
 LATER_SETTINGS = {"user_col": None, "item_col": None, "rating_col": None, "time_col": None, "time_cutoff": None,
                   "loss_params": {}, "positive_min": None, "negative_max": None, "sampler": "auto",
-                  "optimizer": "adam", "eval_users": 0, "test_users": 0, "init": "xavier", "init_std": 0.1}
+                  "optimizer": "adam", "eval_users": 0, "test_users": 0, "init": "xavier", "init_std": 0.01}
 """Settings added after records existed, with their defaults: left out of a cell's key while at
 the default, so that every earlier cell keeps its id (a new setting must be added here)."""
 

@@ -14,7 +14,7 @@ MODELS = {"mf": MF, "svdpp": SVDPP, "lightgcn": LightGCN}
 
 def build_model(
     name: str, train: Interactions, dim: int = 64, *, layers: int = 1, side: str = "user",
-    a0: float = 0.5, a1: float = 0.0, fast: bool = True, init: str = "xavier", init_std: float = 0.1,
+    a0: float = 0.5, a1: float = 0.0, fast: bool = True, init: str = "xavier", init_std: float = 0.01,
 ) -> Recommender:
     """Make a model by name (``mf``, ``svdpp``, ``lightgcn``) for a training set.
 

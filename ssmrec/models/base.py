@@ -12,7 +12,7 @@ INITS = ("xavier", "normal")
 """The initialisations of :func:`init_table` (the ``init`` setting)."""
 
 
-def init_table(table: torch.Tensor, init: str = "xavier", std: float = 0.1) -> torch.Tensor:
+def init_table(table: torch.Tensor, init: str = "xavier", std: float = 0.01) -> torch.Tensor:
     """Fill an ID table ``[rows, dim]`` in place, as the ``init`` setting says, and return it.
 
     ``xavier``
@@ -22,9 +22,12 @@ def init_table(table: torch.Tensor, init: str = "xavier", std: float = 0.1) -> t
         bound 0.0017 (standard deviation 0.0010) at 2M rows.
     ``normal``
         ``N(0, std^2)`` whatever the number of rows: the scale of a row does not depend on the
-        catalogue. LightGCN-PyTorch (gusye1234) draws its tables so with ``std`` 0.1, our default
-        (implicit's BPR draws uniform ``(-0.5, 0.5) / dim``, also catalogue-free; TorchRec's default,
-        uniform ``+-sqrt(1 / rows)``, shrinks like Xavier's).
+        catalogue. ``std`` 0.01 by default: LightGCN-PyTorch (gusye1234) draws its tables with 0.1
+        (for dense Adam over ~1,000 epochs), but with Adam's fixed step size a row's relative step
+        is ``lr / std``, and in ``benchmarks/init_scale.py`` (sparse-adam, lr 1e-3, 4 epochs) 0.1
+        learnt nothing at 50k or 1M items while 0.01 learnt about as fast as Xavier at 50k. implicit's
+        BPR draws uniform ``(-0.5, 0.5) / dim`` (std 0.0045 at dim 64), also catalogue-free;
+        TorchRec's default, uniform ``+-sqrt(1 / rows)``, shrinks like Xavier's.
 
     The draw is one call on the table (users, then items, in :class:`Recommender`), so a seed gives
     the same tables as before for ``xavier``."""
@@ -50,10 +53,10 @@ class Recommender(nn.Module):
         n_users, n_items: table sizes.
         dim: embedding size (default: 64).
         init: ``xavier`` or ``normal`` (default: ``xavier``), see :func:`init_table`.
-        init_std: the standard deviation of ``normal`` (default: 0.1).
+        init_std: the standard deviation of ``normal`` (default: 0.01).
     """
 
-    def __init__(self, n_users: int, n_items: int, dim: int = 64, *, init: str = "xavier", init_std: float = 0.1):
+    def __init__(self, n_users: int, n_items: int, dim: int = 64, *, init: str = "xavier", init_std: float = 0.01):
         super().__init__()
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
         self.init, self.init_std = init, init_std

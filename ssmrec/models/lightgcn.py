@@ -24,7 +24,7 @@ class LightGCN(Recommender):
     """
 
     def __init__(self, train: Interactions, dim: int = 64, *, layers: int = 1, fast: bool = True,
-                 init: str = "xavier", init_std: float = 0.1):
+                 init: str = "xavier", init_std: float = 0.01):
         super().__init__(train.n_users, train.n_items, dim, init=init, init_std=init_std)
         if layers < 0:
             raise ValueError(f"layers must be >= 0, got {layers}")

@@ -27,7 +27,7 @@ class SVDPP(Recommender):
     """
 
     def __init__(self, train: Interactions, dim: int = 64, *, side: str = "user", a0: float = 0.5,
-                 a1: float = 0.0, fast: bool = True, init: str = "xavier", init_std: float = 0.1):
+                 a1: float = 0.0, fast: bool = True, init: str = "xavier", init_std: float = 0.01):
         super().__init__(train.n_users, train.n_items, dim, init=init, init_std=init_std)
         self.side, self.a0, self.a1, self.fast = side, a0, a1, fast
         self.prop = Propagation(propagation_matrix(train, side, a0, a1), fast_backward=fast)

@@ -96,9 +96,9 @@ class TrainConfig(DataConfig):
         side, a0, a1: SVD++ propagation side and exponents (default: ``user``, 0.5, 0.0).
         init: initialisation of the layer-0 tables: ``xavier`` (uniform, bound
             ``sqrt(6 / (rows + dim))``: the study's, whose scale shrinks as the catalogue grows) or
-            ``normal`` (``N(0, init_std^2)`` whatever the catalogue, as LightGCN-PyTorch's)
-            (default: ``xavier``).
-        init_std: the standard deviation of ``init normal`` (default: 0.1).
+            ``normal`` (``N(0, init_std^2)`` whatever the catalogue); see
+            :func:`ssmrec.models.base.init_table` (default: ``xavier``).
+        init_std: the standard deviation of ``init normal`` (default: 0.01).
     Loss:
         loss: ``ssm``, ``bpr``, ``bce``, ``softmax``, ``ccl`` (default: ``ssm``).
         tau: temperature of ssm/softmax (default: 0.1).
@@ -171,7 +171,7 @@ class TrainConfig(DataConfig):
     a0: float = 0.5
     a1: float = 0.0
     init: str = "xavier"
-    init_std: float = 0.1
+    init_std: float = 0.01
     loss: str = "ssm"
     tau: float = 0.1
     similarity: str | None = None
