@@ -267,3 +267,19 @@ def test_a_study_folder_an_older_version_left_in_round_1_is_accepted(tiny_dir, t
     (out / "runs.csv").write_text("")
     with pytest.raises(ConfigError, match=r"holds something other than a tuning study \(runs.csv\)"):
         tuning.check_study_dir(out, cfg)
+
+
+def test_successive_halving_ranks_a_sweeps_members_together_whatever_their_order():
+    """Members reach a rung together and are ranked together: the best third goes on, even when the
+    members report in increasing order of quality (Optuna's asynchronous pruner, asked member by
+    member, promoted every one of them: each was the best so far)."""
+    from types import SimpleNamespace
+
+    study = SimpleNamespace(pruner_name="sha", min_epochs=3)
+    rising = {j: 0.01 * (j + 1) for j in range(12)}  # member 11 is the best
+    assert Study.halve(study, 3, 1, rising, [None] * 12) == list(range(8))[::-1]  # keeps 11, 10, 9, 8
+    assert Study.halve(study, 2, 1, rising, [None] * 12) == []  # not a rung
+    assert Study.halve(study, 9, 1, {8: 0.3, 9: 0.2, 10: 0.5}, [None] * 12) == [8, 9]
+    assert Study.halve(study, 10, 5, {0: 0.1, 1: 0.2}, [None] * 2) == [0]  # first evaluation past rung 9
+    assert Study.halve(study, 3, 1, rising, [None] * 11 + [3]) == []  # decided before: not again
+    assert Study.halve(SimpleNamespace(pruner_name="none", min_epochs=3), 3, 1, rising, [None] * 12) == []

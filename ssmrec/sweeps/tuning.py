@@ -6,8 +6,9 @@ any RDB URL lets several machines work on one study). Every combination of the g
 as a trial; each round asks up to ``members`` waiting trials and trains them as the members of
 one :class:`~ssmrec.sweeps.sweep.Sweep` (same batch stream: the comparison is between
 settings, not sampling noise). After every evaluation each member reports its selection metric
-to its trial; the pruner (``sha``: Optuna's successive halving, rungs from ``min_epochs`` with
-reduction factor 3; ``none``) stops the members that fall behind, which frees their share of the
+to its trial; the pruner (``sha``: successive halving, rungs at ``min_epochs * 3^r`` epochs where
+the best third of the members still training go on, decided once every member has reported the
+rung's evaluation; ``none``) stops the members that fall behind, which frees their share of the
 sweep's compute. Survivors run to their early stop. Selection is on validation under the
 ``holdout`` protocol; under ``paper`` the values are test-selected and said to be.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -168,8 +170,7 @@ class Study:
         self.optuna = optuna
         self.storage = storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
         self.pruner_name, self.min_epochs = pruner, min_epochs
-        pr = (optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
-              if pruner == "sha" else optuna.pruners.NopPruner())
+        pr = optuna.pruners.NopPruner()  # the rungs are decided per sweep (halve), not trial by trial
         self.study = optuna.create_study(study_name=name or self.out.name, storage=self.storage,
                                          direction="maximize", pruner=pr, load_if_exists=True)
         self.data = dataset
@@ -304,18 +305,22 @@ class Study:
         the epochs each trial has reported already (the replay repeats them)."""
         pruned_at = list(pruned_at or [None] * len(trials))
         reported = list(reported or [set() for _ in trials])
+        values: dict[int, float] = {}  # this evaluation's values of the members still training
 
         def report(member, epoch: int, metrics: dict[str, float]) -> bool:
-            at = pruned_at[member.index]
-            if at is not None and epoch >= at:
-                return True
-            trial = trials[member.index]
-            if epoch not in reported[member.index]:
-                trial.report(metrics[self.base.metric], epoch)
-            if self.pruner_name != "none" and trial.should_prune():
-                trial.set_user_attr("pruned_at", epoch)  # in the storage before the sweep's next checkpoint
-                return True
-            return False
+            j = member.index
+            if pruned_at[j] is None or epoch < pruned_at[j]:
+                if epoch not in reported[j]:
+                    trials[j].report(metrics[self.base.metric], epoch)
+                values[j] = metrics[self.base.metric]
+            if j == sweep.live[-1]:  # every member still training has its value: the rung's decision
+                for k in self.halve(epoch, sweep.cfg.eval_every, values, pruned_at):
+                    pruned_at[k] = epoch
+                    trials[k].set_user_attr("pruned_at", epoch)  # in the storage before the next checkpoint
+                    if k != j:  # members before this one in the epoch stop with it
+                        sweep.members[k].stop_reason = "pruned"
+                values.clear()
+            return pruned_at[j] is not None and epoch >= pruned_at[j]
 
         sweep.on_eval = report
         sweep.resume_hint = "run the same ssmrec tune command again (its sweep resumes from the checkpoint)"
@@ -323,6 +328,23 @@ class Study:
         for trial, member in zip(trials, sweep.summary()["members"]):
             self._tell(trial, member)
         self.write_summary()
+
+    def halve(self, epoch: int, every: int, values: dict[int, float], pruned_at: list[int | None]) -> list[int]:
+        """The members to prune at this evaluation: at the first evaluation at or after a rung
+        (``min_epochs * 3^r`` epochs), all but the best third (at least one) of the members still
+        training, ties kept in member order. Synchronous successive halving: the members of a
+        sweep reach each rung together, so they are ranked together (Optuna's asynchronous
+        pruner, asked member by member, promotes whoever reports first). A rung decided before
+        (a resumed sweep replaying it) is not decided again."""
+        if self.pruner_name == "none" or len(values) < 2 or epoch in pruned_at:
+            return []
+        rung = self.min_epochs
+        while rung <= epoch - every:
+            rung *= 3
+        if rung > epoch:
+            return []
+        order = sorted(values, key=lambda k: (-values[k], k))
+        return order[max(1, math.ceil(len(order) / 3)):]
 
     def _tell(self, trial: Any, member: dict[str, Any]) -> None:
         """Tell a trial the result of its sweep member (an entry of ``sweep.json``)."""
