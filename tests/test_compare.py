@@ -47,9 +47,10 @@ def test_default_arms_are_the_issues_six_each_with_its_own_search():
     by = {a.name: a for a in arms}
     assert by["ssm+logq"].loss == "ssm" and by["ssm+logq"].fixed == {"logq": True}
     assert by["clogq"].loss == "clogq" and by["bsl"].loss == "bsl"
-    for a in arms:
-        assert a.grid.get("reg"), a.name  # every arm searches its L2
+    assert len(by["bpr"].grid["reg"]) >= 2  # inner-product arms search their L2 ...
+    assert all("reg" not in by[n].grid for n in ("ssm", "ssm+logq", "clogq", "bsl", "psl"))  # ... cosine ones not
     assert len(by["ssm"].grid.get("tau", [])) >= 2  # a temperature loss searches its temperature
+    assert by["clogq"].fixed == {"mask_duplicates": True}  # what its estimator assumes
     # BSL's second temperature is searched, never left where BSL reduces to another loss
     tau2 = by["bsl"].grid.get("tau2", [])
     assert len(tau2) >= 2
@@ -67,7 +68,7 @@ def test_arms_accept_aliases_and_refuse_unknown_or_repeated_names():
 
 def test_grid_replaces_the_values_of_the_settings_it_names_only():
     arm = make_arm("ssm", {"tau": [0.3], "reg": [1e-4], "margin": [0.5]})
-    assert arm.grid["tau"] == [0.3] and arm.grid["reg"] == [1e-4] and "margin" not in arm.grid
+    assert arm.grid == {"tau": [0.3], "reg": [1e-4]}  # L2 named by the user is searched, margin is not ssm's
 
 
 def test_sensitivity_is_the_best_value_at_each_tried_value():
@@ -232,3 +233,16 @@ def test_killed_race_resumes_with_the_same_command(data_file, tmp_path):
     assert done["arms"]["bpr"]["tuned"] == first["arms"]["bpr"]["tuned"]  # not tuned twice
     assert done["spent"] >= first["spent"]  # time already spent counts against the budget
     assert "report:" in r.stdout
+
+
+def test_a_grid_is_thinned_to_the_trials_the_budget_affords_keeping_central_values():
+    from ssmrec.race.tuning import fit_grid
+
+    grid = {"tau": [0.05, 0.1, 0.2, 0.5], "tau2": [0.8, 0.9, 1.1, 1.2, 1.3], "reg": [1e-6, 1e-5, 1e-4]}
+    assert fit_grid(grid, 60) == grid
+    small = fit_grid(grid, 4)
+    assert math.prod(len(v) for v in small.values()) <= 4
+    assert small["tau2"] in ([0.9, 1.1], [1.1, 1.2], [1.1]) and 1.1 in small["tau2"]
+    assert all(set(v) <= set(grid[k]) for k, v in small.items())
+    assert fit_grid(grid, 1) == {"tau": [0.1], "tau2": [1.1], "reg": [1e-5]}
+    assert fit_grid({"reg": [1e-5, 1e-4]}, 0) == {"reg": [1e-5]}

@@ -101,9 +101,12 @@ def leaderboard(state: dict[str, Any], arms: list[Arm], k: int) -> dict[str, Any
             common, ia, ib = np.intersect1d(lead_users[0], other[0], return_indices=True)
             a, b = lead_users[1][ia], other[1][ib]
             test["users"] = paired_over_users(a, b)
-            if b.mean() > 0:
+            if b.mean() > 0:  # the leader over the arm (the advice), and the arm against the leader (the table)
                 lo, hi = relative_improvement_interval(a, b, resamples=1000)
                 test["relative"] = {"mean": float(a.mean() / b.mean() - 1), "ci95": [lo, hi]}
+            if a.mean() > 0:
+                lo, hi = relative_improvement_interval(b, a, resamples=1000)
+                test["vs_leader"] = {"mean": float(b.mean() / a.mean() - 1), "ci95": [lo, hi]}
         test["separated"] = bool(test.get("users") and test["users"]["p"] < ALPHA and test.get("relative")
                                  and test["relative"]["ci95"][0] > 0)
         board["tests"][r["arm"]] = test
@@ -117,7 +120,17 @@ def leaderboard(state: dict[str, Any], arms: list[Arm], k: int) -> dict[str, Any
 
 
 def advice(board: dict[str, Any]) -> str:
-    """One line: the leader and by how much, or which arms the data cannot tell apart from it."""
+    """One line: the leader and by how much, or which arms the data cannot tell apart from it;
+    with a warning when finalists were stopped by their share of the budget, not by early stopping."""
+    text = _leader_line(board)
+    cut = [r["arm"] for r in board["rows"] if "time_budget" in r["stop_reasons"]]
+    if cut:
+        text += (f" Caution: the finalists of {', '.join(cut)} were stopped by their share of the budget before "
+                 "early stopping, so this ranks how fast the arms learn as much as where they end: raise --budget.")
+    return text
+
+
+def _leader_line(board: dict[str, Any]) -> str:
     rows = [r for r in board["rows"] if r["seeds"]]
     if not rows:
         return "No arm finished: nothing to advise (raise --budget)."
@@ -172,9 +185,9 @@ def markdown(board: dict[str, Any], state: dict[str, Any], described: dict[str, 
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = board["tests"].get(r["arm"], {})
-        rel = t.get("relative")
+        rel = t.get("vs_leader")
         vs = "leader" if r["arm"] == board["leader"] else (
-            f"{-rel['mean']:+.1%} [{-rel['ci95'][1]:+.1%}, {-rel['ci95'][0]:+.1%}]" if rel else "—")
+            f"{rel['mean']:+.1%} [{rel['ci95'][0]:+.1%}, {rel['ci95'][1]:+.1%}]" if rel else "—")
         lines.append(
             f"| {r['arm']} | {_ci(r[metric])} | {_ci(r[f'{metric} over users'])} | {_ci(r[f'ndcg@{k}'])} | {vs} | "
             f"{_p(t.get('seeds'))} | {_p(t.get('users'))} | {r['tail_share']:.1%} | {r['coverage']:.1%} | "
@@ -197,11 +210,26 @@ def markdown(board: dict[str, Any], state: dict[str, Any], described: dict[str, 
     lines += ["", "## Sensitivity (best validation value at each tried value)", ""]
     for r in rows:
         parts = [f"{name}: " + ", ".join(f"{v}→{x:.4f}" for v, x in d["best_at"].items())
-                 + f" (spread {d['spread']:.1%})" for name, d in r["sensitivity"].items()]
+                 + f" (spread {d['spread']:.1%}{_edge(d)})" for name, d in r["sensitivity"].items()]
         lines.append(f"- **{r['arm']}** ({r['tuning'].get('how') or 'not tuned'}): " + ("; ".join(parts) or "—"))
     lines += ["", "Files: `leaderboard.csv` and `leaderboard.json` (these numbers), `race.json` (every trial and "
               "finalist), `final/*/race.per_user.npz` (per-user test values), `race.png`."]
     return lines
+
+
+def _edge(d: dict[str, Any]) -> str:
+    """``; best at the edge of the values tried: widen them`` when a numeric parameter's best
+    value is its smallest or largest (the optimum may lie outside what was searched)."""
+    tried = list(d["best_at"])
+    try:
+        numbers = sorted(tried, key=float)
+    except ValueError:
+        return ""
+    best = max(tried, key=lambda v: d["best_at"][v])
+    spread = d["spread"]
+    if spread > 0.01 and best in (numbers[0], numbers[-1]):
+        return "; best at an end of the values tried: the optimum may lie beyond"
+    return ""
 
 
 def write_csv(board: dict[str, Any], path: Path) -> None:
@@ -211,14 +239,16 @@ def write_csv(board: dict[str, Any], path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["arm", "loss", "params", "seeds", f"{metric}_mean", f"{metric}_ci_lo", f"{metric}_ci_hi",
                     f"{metric}_users_ci_lo", f"{metric}_users_ci_hi", f"ndcg@{k}_mean", "p_seeds_vs_leader",
-                    "p_users_vs_leader", "separated_from_leader", "tail_share", "coverage", "seconds_per_epoch",
+                    "p_users_vs_leader", "separated_from_leader",
+                    "vs_leader", "vs_leader_ci_lo", "vs_leader_ci_hi", "tail_share", "coverage", "seconds_per_epoch",
                     *keys])
         for r in board["rows"]:
             t = board["tests"].get(r["arm"], {})
             s, su = r[metric], r[f"{metric} over users"]
             w.writerow([r["arm"], r["loss"], json.dumps(r["params"]), len(r["seeds"]), s["mean"], *s["ci95"],
                         *su["ci95"], r[f"ndcg@{k}"]["mean"], (t.get("seeds") or {}).get("p"),
-                        (t.get("users") or {}).get("p"), t.get("separated"), r["tail_share"], r["coverage"],
+                        (t.get("users") or {}).get("p"), t.get("separated"), (t.get("vs_leader") or {}).get("mean"),
+                        *((t.get("vs_leader") or {}).get("ci95") or [None, None]), r["tail_share"], r["coverage"],
                         r["seconds_per_epoch"], *(r["ranking"].get(key) for key in keys)])
 
 

@@ -188,6 +188,25 @@ class Race:
         save_json(self.out / STATE, self.state)
         return board
 
+    def epoch_seconds(self) -> float:
+        """Seconds of one training epoch of the first arm at its defaults, measured once per race
+        (a one-epoch run in ``OUT/probe``; kept in the state). Tuning sizes its grids by it."""
+        if "epoch_seconds" not in self.state:
+            from ssmrec.train.trainer import Trainer
+
+            arm = self.arms[0]
+            path = self.out / "probe"
+            if path.exists():
+                import shutil
+
+                shutil.rmtree(path)  # a probe killed before it finished: measure again
+            cfg = self.arm_config(arm, epochs=1, out=str(path), progress=False)
+            result = Trainer(cfg, self.data, echo=None).fit()
+            self.state["epoch_seconds"] = float(result["train_seconds"])
+            self.save()
+            self._progress(f"one epoch of {arm.name} takes {result['train_seconds']:.1f} s here")
+        return float(self.state["epoch_seconds"])
+
     def seed_list(self) -> list[int]:
         return [self.base.seed + j for j in range(self.seeds)]
 

@@ -20,8 +20,18 @@ from ssmrec.sweeps.tuning import Study, combinations
 
 
 def tune_arm(race, arm: Arm, seconds: float) -> dict[str, Any]:
-    """Tune ``arm`` of ``race`` (a :class:`~ssmrec.race.race.Race`) within about ``seconds``."""
+    """Tune ``arm`` of ``race`` (a :class:`~ssmrec.race.race.Race`) within about ``seconds``: its
+    grid, thinned (:func:`fit_grid`) to the trials ``seconds`` can afford at the race's measured
+    cost of an epoch (each trial at least ``3 * min_epochs`` epochs, a successive-halving rung
+    and its next)."""
     t0 = time.monotonic()
+    affordable = max(1, int(seconds / max(race.epoch_seconds(), 1e-6) / (3 * race.min_epochs)))
+    grid = fit_grid(arm.grid, affordable)
+    if grid != arm.grid:
+        race.echo(f"    {arm.name}: {len(combinations(arm.grid))} combinations do not fit in "
+                  f"{seconds:.0f} s at {race.epoch_seconds():.1f} s per epoch; searching {len(combinations(grid))}: "
+                  + ", ".join(f"{k} {v}" for k, v in grid.items()))
+    arm = Arm(arm.name, arm.loss, arm.fixed, grid, arm.about)
     combos = combinations(arm.grid) if arm.grid else [{}]
     folder = race.out / "tune" / arm.name
     if len(combos) == 1:
@@ -36,6 +46,23 @@ def tune_arm(race, arm: Arm, seconds: float) -> dict[str, Any]:
             out = _solo(race, arm, combos, folder, seconds)
     out["seconds"] = time.monotonic() - t0
     out["budget"] = seconds
+    out["grid"] = grid
+    return out
+
+
+def fit_grid(grid: dict[str, list[Any]], trials: int) -> dict[str, list[Any]]:
+    """``grid`` with at most ``trials`` combinations (at least one): while it has too many, the
+    setting with the most values (the later one on ties: L2 and secondary parameters before the
+    temperature, which comes first) keeps one value fewer; each keeps the central values of its
+    list (the ranges are ordered, their ends the least likely)."""
+    keep = {k: len(v) for k, v in grid.items()}
+    while math.prod(keep.values()) > max(trials, 1) and max(keep.values(), default=1) > 1:
+        name = max(reversed(list(keep)), key=lambda k: keep[k])
+        keep[name] -= 1
+    out = {}
+    for k, v in grid.items():
+        start = (len(v) - keep[k]) // 2
+        out[k] = list(v[start:start + keep[k]])
     return out
 
 
