@@ -9,7 +9,8 @@ optionally, with an older copy of the package (before the fast read path).
 Each file (``make_large.py``'s data: string ids, users = rows / 20, items = rows / 4, Zipf items,
 lognormal users, ratings and timestamps; made once in ``--data-dir``) is loaded in a fresh
 process, alone, with ``OMP_NUM_THREADS=1``: ``load_dataset(DataConfig(FILE))`` (the default
-settings of a single file: read, encode, 70/10/20 split under the paper protocol). The child
+settings of a single file: read, encode, 70/10/20 split under the paper protocol). ``--stage read``
+loads only the file and maps its ids (``read_any`` + ``encode``). The child
 reports its own times (the reading, ``read_any``, apart); the parent takes the child's peak RSS
 from ``os.wait4`` (that child's alone, unlike ``RUSAGE_CHILDREN``, which keeps the largest of all).
 Runs of the two codes on a file must give the same train fingerprint, and the script says so.
@@ -43,21 +44,28 @@ def timed(*a, **k):
     return out
 dataset.read_any = timed
 t1 = time.perf_counter()
-ds = dataset.load_dataset(DataConfig(sys.argv[1]))
+if sys.argv[2] == "read":  # the file read and its ids mapped, nothing split
+    inter = dataset.encode({"all": dataset.read_any(sys.argv[1])})["all"]
+    d, fingerprint = {"users": inter.n_users, "items": inter.n_items, "interactions": inter.nnz}, inter.fingerprint()
+else:
+    ds = dataset.load_dataset(DataConfig(sys.argv[1]))
+    d, fingerprint = ds.describe(), ds.train.fingerprint()
 t2 = time.perf_counter()
-d = ds.describe()
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, **spent, "users": d["users"], "items": d["items"],
-                  "interactions": d["interactions"], "train": d["train"], "fingerprint": ds.train.fingerprint()}))
+import ssmrec
+print(json.dumps({"package": ssmrec.__file__, "stage": sys.argv[2], "import_s": t1 - t0, "load_s": t2 - t1, **spent,
+                  "users": d["users"], "items": d["items"], "interactions": d["interactions"],
+                  "fingerprint": fingerprint}))
 """
 
 
-def run_child(path: Path, src: Path, timeout: float) -> dict:
+def run_child(path: Path, src: Path, timeout: float, stage: str = "load") -> dict:
     """Load ``path`` with the package under ``src`` in a fresh process: its report, the wall time
     and the child's own peak RSS (``os.wait4`` reaps it, so the rusage is that child's alone)."""
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
     t = time.perf_counter()
     with open(os.devnull, "w") as null:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], env=env, stdout=subprocess.PIPE,
+        # -P: not the working directory first on sys.path, which would shadow PYTHONPATH's package
+        child = subprocess.Popen([sys.executable, "-P", "-c", CHILD, str(path), stage], env=env, stdout=subprocess.PIPE,
                                  stderr=null, text=True)
     killer = threading.Timer(timeout, child.kill)
     killer.start()
@@ -92,6 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--before", type=Path, default=None, help="a copy of the older package (its parent folder)")
     p.add_argument("--before-max-rows", type=int, default=5_000_000, help="the older code only up to this size")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage", choices=["load", "read"], default="load",
+                   help="load: load_dataset, split included; read: read_any and encode only")
+    p.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
+                   help="a further copy of the package to measure (e.g. proposed=/tmp/ssmrec-proposed)")
     p.add_argument("--timeout", type=float, default=1800.0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_scale.json")
     a = p.parse_args(argv)
@@ -104,18 +116,19 @@ def main(argv: list[str] | None = None) -> dict:
         for fmt in a.formats:
             path = data_file(a.data_dir, rows, fmt, a.seed)
             codes = [("after", ROOT)] + ([("before", a.before)] if a.before and rows <= a.before_max_rows else [])
+            codes += [tuple(c.split("=", 1)) for c in a.code]
             prints = {}
             for code, src in codes:
-                res = run_child(path, src, a.timeout)
+                res = run_child(path, src, a.timeout, a.stage)
                 res.update(rows=rows, format=fmt, code=code, file_mb=round(path.stat().st_size / 2**20, 1),
                            load_average=os.getloadavg()[0])
                 record["runs"].append(res)
                 prints[code] = res.get("fingerprint")
                 print(json.dumps(res), flush=True)
-            if len(prints) == 2:
-                same = prints["after"] == prints["before"]
-                record["runs"][-1]["same_as_after"] = same
-                print(f"{rows} {fmt}: before and after give {'the same' if same else 'DIFFERENT'} train", flush=True)
+            for code, fingerprint in list(prints.items())[1:]:
+                same = fingerprint == prints["after"]
+                next(r for r in record["runs"][::-1] if r["code"] == code)["same_as_after"] = same
+                print(f"{rows} {fmt}: {code} and after give {'the same' if same else 'DIFFERENT'} data", flush=True)
             a.out.parent.mkdir(parents=True, exist_ok=True)
             a.out.write_text(json.dumps(record, indent=1) + "\n")
     return record
