@@ -24,8 +24,10 @@ def init_table(table: torch.Tensor, init: str = "xavier", std: float = 0.01) -> 
         ``N(0, std^2)`` whatever the number of rows: the scale of a row does not depend on the
         catalogue. ``std`` 0.01 by default: LightGCN-PyTorch (gusye1234) draws its tables with 0.1
         (for dense Adam over ~1,000 epochs), but with Adam's fixed step size a row's relative step
-        is ``lr / std``, and in ``benchmarks/init_scale.py`` (sparse-adam, lr 1e-3, 4 epochs) 0.1
-        learnt nothing at 50k or 1M items while 0.01 learnt about as fast as Xavier at 50k. implicit's
+        is ``lr / std``, and in ``benchmarks/init_scale.py`` (MF, sparse-adam, lr 1e-3, 4 epochs) 0.1
+        learnt nothing at 50k or 1M items, 0.01 about as fast as Xavier at 50k and a little slower
+        at 1M (where Xavier's rows start 7x smaller, and the rows training never reaches score
+        near zero). It is for runs that must not depend on the catalogue's size. implicit's
         BPR draws uniform ``(-0.5, 0.5) / dim`` (std 0.0045 at dim 64), also catalogue-free;
         TorchRec's default, uniform ``+-sqrt(1 / rows)``, shrinks like Xavier's.
 
