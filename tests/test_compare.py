@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,7 +148,7 @@ def test_the_leaderboard_statistics_recompute_from_the_files(race):
         # over users: each user's value averaged over the seeds
         runs = []
         for s in sorted(arm["finals"]):
-            with np.load(Path(arm["finals"][s]["run_dir"]) / "race.per_user.npz") as z:
+            with np.load(out / "per_user" / f"{name}-s{s}.npz") as z:
                 runs.append(dict(zip(z["users"].tolist(), z["recall@20"].tolist())))
         users = sorted(runs[0])
         pu = np.array([[r[u] for u in users] for r in runs]).mean(0)

@@ -31,12 +31,30 @@ from ssmrec.race.measure import PER_USER
 ALPHA = 0.05
 
 
-def per_user(state: dict[str, Any], arm: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+PER_USER_DIR = "per_user"
+"""``OUT/per_user/<arm>-s<seed>.npz``: every finalist's per-user test values, beside the report (small
+enough to keep with it; the run folders under ``final/`` are not)."""
+
+
+def gather_per_user(out: Path, state: dict[str, Any]) -> None:
+    """Copy each finalist's per-user values from its run folder to ``OUT/per_user`` (once)."""
+    import shutil
+
+    for arm, st in state["arms"].items():
+        for seed, fin in st.get("finals", {}).items():
+            dest = out / PER_USER_DIR / f"{arm}-s{seed}.npz"
+            src = Path(fin["run_dir"]) / PER_USER
+            if not dest.exists() and src.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+
+
+def per_user(out: Path, state: dict[str, Any], arm: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
     """``(users, values)``: the arm's per-user ``key`` averaged over its finalist seeds (the users
-    every seed measured), or None when no finalist kept it."""
+    every seed measured; read from ``OUT/per_user``), or None when no finalist kept it."""
     runs = []
-    for fin in state["arms"].get(arm, {}).get("finals", {}).values():
-        path = Path(fin["run_dir"]) / PER_USER
+    for seed in state["arms"].get(arm, {}).get("finals", {}):
+        path = out / PER_USER_DIR / f"{arm}-s{seed}.npz"
         if not path.exists():
             continue
         with np.load(path) as z:
@@ -56,7 +74,7 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def leaderboard(state: dict[str, Any], arms: list[Arm], k: int) -> dict[str, Any]:
+def leaderboard(out: Path, state: dict[str, Any], arms: list[Arm], k: int) -> dict[str, Any]:
     """Everything the report shows, as data (``leaderboard.json``)."""
     metric, ndcg = f"recall@{k}", f"ndcg@{k}"
     rows = []
@@ -64,7 +82,7 @@ def leaderboard(state: dict[str, Any], arms: list[Arm], k: int) -> dict[str, Any
         st = state["arms"].get(arm.name, {})
         finals = st.get("finals", {})
         by_seed = {int(s): f["test"][metric] for s, f in finals.items()}
-        users = per_user(state, arm.name, metric)
+        users = per_user(out, state, arm.name, metric)
         ranking_keys = sorted({f"{name}/{key}" for f in finals.values() for name, got in f["ranking"].items()
                                for key in got})
         rows.append({
@@ -91,10 +109,10 @@ def leaderboard(state: dict[str, Any], arms: list[Arm], k: int) -> dict[str, Any
     if not ran:
         return board
     lead = ran[0]
-    lead_users = per_user(state, lead["arm"], metric)
+    lead_users = per_user(out, state, lead["arm"], metric)
     lead_seeds = {int(s): f["test"][metric] for s, f in state["arms"][lead["arm"]]["finals"].items()}
     for r in ran[1:]:
-        other = per_user(state, r["arm"], metric)
+        other = per_user(out, state, r["arm"], metric)
         seeds = {int(s): f["test"][metric] for s, f in state["arms"][r["arm"]]["finals"].items()}
         test: dict[str, Any] = {"seeds": paired_over_seeds(lead_seeds, seeds)}
         if lead_users is not None and other is not None:
@@ -213,7 +231,7 @@ def markdown(board: dict[str, Any], state: dict[str, Any], described: dict[str, 
                  + f" (spread {d['spread']:.1%}{_edge(d)})" for name, d in r["sensitivity"].items()]
         lines.append(f"- **{r['arm']}** ({r['tuning'].get('how') or 'not tuned'}): " + ("; ".join(parts) or "—"))
     lines += ["", "Files: `leaderboard.csv` and `leaderboard.json` (these numbers), `race.json` (every trial and "
-              "finalist), `final/*/race.per_user.npz` (per-user test values), `race.png`."]
+              "finalist), `per_user/<arm>-s<seed>.npz` (each finalist's per-user test values), `race.png`."]
     return lines
 
 
@@ -284,7 +302,8 @@ def figure(board: dict[str, Any], path: Path) -> Path | None:
 def write_board(out: Path, state: dict[str, Any], arms: list[Arm], *, k: int,
                 described: dict[str, str] | None = None) -> dict[str, Any]:
     """Write ``REPORT.md``, ``leaderboard.csv``, ``leaderboard.json`` and ``race.png``; returns the board."""
-    board = leaderboard(state, arms, k)
+    gather_per_user(out, state)
+    board = leaderboard(out, state, arms, k)
     (out / "leaderboard.json").write_text(json.dumps(board, indent=1, default=float) + "\n")
     write_csv(board, out / "leaderboard.csv")
     figure(board, out / "race.png")

@@ -7,6 +7,7 @@ A race lives in one folder::
     OUT/tune/<arm>/                the arm's tuning study (:class:`~ssmrec.sweeps.tuning.Study`)
     OUT/final/<arm>-s<seed>/       a finalist's run (checkpoints, metrics, export)
     OUT/final/<arm>-s<seed>/race.per_user.npz   its per-user test values
+    OUT/per_user/<arm>-s<seed>.npz  the same, copied beside the report (the record to keep)
     OUT/REPORT.md, leaderboard.csv, leaderboard.json, race.png   the answer (:mod:`ssmrec.race.board`)
 
 The budget is wall-clock seconds for the whole race. A share (``tune_share``, default 60%) goes

@@ -22,10 +22,10 @@ from ssmrec.sweeps.tuning import Study, combinations
 def tune_arm(race, arm: Arm, seconds: float) -> dict[str, Any]:
     """Tune ``arm`` of ``race`` (a :class:`~ssmrec.race.race.Race`) within about ``seconds``: its
     grid, thinned (:func:`fit_grid`) to the trials ``seconds`` can afford at the race's measured
-    cost of an epoch (each trial at least ``3 * min_epochs`` epochs, a successive-halving rung
-    and its next)."""
+    cost of an epoch: ``2 * min_epochs`` epochs a trial, its first successive-halving rung for
+    every trial and as much again for the third that goes on to the next rungs."""
     t0 = time.monotonic()
-    affordable = max(1, int(seconds / max(race.epoch_seconds(), 1e-6) / (3 * race.min_epochs)))
+    affordable = max(1, int(seconds / max(race.epoch_seconds(), 1e-6) / (2 * race.min_epochs)))
     grid = fit_grid(arm.grid, affordable)
     if grid != arm.grid:
         race.echo(f"    {arm.name}: {len(combinations(arm.grid))} combinations do not fit in "
