@@ -245,3 +245,21 @@ def test_a_grid_is_thinned_to_the_trials_the_budget_affords_keeping_central_valu
     assert all(set(v) <= set(grid[k]) for k, v in small.items())
     assert fit_grid(grid, 1) == {"tau": [0.1], "tau2": [1.1], "reg": [1e-5]}
     assert fit_grid({"reg": [1e-5, 1e-4]}, 0) == {"reg": [1e-5]}
+
+
+def test_other_models_and_a_loss_sweeps_cannot_train_race_too(data_file, tmp_path):
+    """LightGCN on request; Adap-tau keeps per-user state, which sweep members cannot share, so its
+    grid is tuned by solo runs."""
+    from ssmrec.race import compare
+
+    board = compare(str(data_file), model="lightgcn", losses=["ssm", "adaptau"], budget="2m", seeds=1,
+                    settings={**TINY, "epochs": 2}, grid={"tau": [0.2], "beta": [0.5, 1.0]}, sampled=20,
+                    retrieved=0, out=tmp_path / "race", echo=None)
+    state = json.loads((tmp_path / "race" / "race.json").read_text())
+    assert state["settings"]["base"]["model"] == "lightgcn"
+    assert state["arms"]["adaptau"]["tuned"]["how"].startswith("solo runs")
+    assert len(state["arms"]["adaptau"]["tuned"]["trials"]) == 2
+    assert state["arms"]["ssm"]["tuned"]["how"] == "none"  # one value: nothing to tune
+    assert {r["arm"] for r in board["rows"]} == {"ssm", "adaptau"}
+    assert all(set(r["ranking"]) == {f"sampled20/{m}" for m in ("auc", "hitrate@20", "mrr", "ndcg@20",
+                                                                 "recall@20")} for r in board["rows"])
