@@ -79,7 +79,7 @@ def read_fast(path: Path, *, sep: str | None, header: bool | None, user_col, ite
     """Read a delimited or Parquet file as :func:`~ssmrec.data.readers.read_pairs` does (same
     arguments; ``header`` already True when a column is named), or raise :class:`Unsupported`."""
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow
     except ImportError:
         raise Unsupported("pyarrow is not installed") from None
     try:
@@ -92,6 +92,8 @@ def read_fast(path: Path, *, sep: str | None, header: bool | None, user_col, ite
             EOFError) as e:
         # pyarrow's errors (ArrowInvalid is a ValueError, ArrowIOError an OSError) and odd input
         raise Unsupported(f"{type(e).__name__}: {e}") from None
+    finally:  # pyarrow's allocator keeps what the parsed columns held (measured: 245 MB at 5M rows)
+        pyarrow.default_memory_pool().release_unused()
 
 
 # ---------------------------------------------------------------------------- delimited text
