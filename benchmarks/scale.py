@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,11 @@ def phases(t: Trainer, batches) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure_cell(n: int, loss: str, optimizer: str, args) -> dict:
     """One cell in this process: the step's median and its steps, the sampler, the phases."""
     torch.set_num_threads(1)
@@ -111,7 +117,7 @@ def measure_cell(n: int, loss: str, optimizer: str, args) -> dict:
         a = time.perf_counter()
         t.train_epoch(0)
         return {"n": n, "loss": loss, "optimizer": optimizer, "epoch_s": time.perf_counter() - a,
-                "batches": len(t.sampler)}
+                "batches": len(t.sampler), "peak_rss_mb": peak_rss_mb()}
     stream, sample_ms, batches = t.sampler.epoch(0), [], []
     for _ in range(args.warmup + args.steps + 8):
         a = time.perf_counter()
@@ -124,7 +130,8 @@ def measure_cell(n: int, loss: str, optimizer: str, args) -> dict:
         if k >= args.warmup:
             times.append((time.perf_counter() - a) * 1e3)
     return {"n": n, "loss": loss, "optimizer": optimizer, "step_ms": statistics.median(times), "times_ms": times,
-            "sample_ms": statistics.median(sample_ms), **phases(t, batches[args.warmup + args.steps:])}
+            "sample_ms": statistics.median(sample_ms), **phases(t, batches[args.warmup + args.steps:]),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def run_cell(n: int, loss: str, optimizer: str, args) -> dict:
@@ -142,7 +149,7 @@ def combine(runs: list[dict]) -> dict:
     times = [x for r in runs for x in r["times_ms"]]
     out = {k: runs[0][k] for k in ("n", "loss", "optimizer")}
     out.update(step_ms=statistics.median(times), steps=len(times), rounds=len(runs),
-               round_medians_ms=[r["step_ms"] for r in runs])
+               round_medians_ms=[r["step_ms"] for r in runs], peak_rss_mb=max(r["peak_rss_mb"] for r in runs))
     for k in ("sample_ms", "forward_ms", "backward_ms", "optimizer_ms"):
         out[k] = statistics.median(r[k] for r in runs)
     return out
