@@ -11,6 +11,13 @@ import scipy.sparse as sp
 from ssmrec.errors import DataError  # re-exported: defined where the CLI imports it cheaply
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` of a 1-d array by sorting: numpy 2.4's hash-based ``np.unique`` takes
+    about 60 times as long on millions of int64 keys (measured: 8 s against 0.13 s for 5M)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
 @dataclass(eq=False)
 class Interactions:
     """Implicit feedback as a user -> items CSR matrix with sorted, unique rows.
@@ -69,7 +76,7 @@ class Interactions:
             raise DataError(f"{name or 'pairs'}: user id outside [0, {n_users})")
         if items.size and (items.min() < 0 or items.max() >= n_items):
             raise DataError(f"{name or 'pairs'}: item id outside [0, {n_items})")
-        keys = np.unique(users * n_items + items)
+        keys = sorted_unique(users * n_items + items)
         u, i = np.divmod(keys, n_items) if n_items else (keys, keys)
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])

@@ -153,7 +153,7 @@ def _distinct_rows(rng, first_user, counts, n_items, cdf, item_of_rank):
     """``counts[k]`` distinct items for user ``first_user + k``, grouped by user: power-law draws,
     drawn again (more each round) for the users that drew an item twice, until each has its count;
     a user's surplus from the last round is dropped at random."""
-    from ssmrec.data.encoding import sorted_unique
+    from ssmrec.data.interactions import sorted_unique
 
     keys = np.empty(0, np.int64)
     missing, factor = counts, 1.0
