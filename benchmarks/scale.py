@@ -112,12 +112,14 @@ def measure_cell(n: int, loss: str, optimizer: str, args) -> dict:
     """One cell in this process: the step's median and its steps, the sampler, the phases."""
     torch.set_num_threads(1)
     ds = make_dataset(n, args.pairs, cache=Path(args.cache) if args.cache else None)
+    a = time.perf_counter()
     t = trainer(ds, loss, optimizer, args.dim, args.batch, args.model)
+    build_s = time.perf_counter() - a  # the Trainer: model tables drawn, sampler, optimizer
     if args.epoch:  # one whole epoch instead: sampling and every step, as a run trains it
         a = time.perf_counter()
         t.train_epoch(0)
         return {"n": n, "loss": loss, "optimizer": optimizer, "epoch_s": time.perf_counter() - a,
-                "batches": len(t.sampler), "peak_rss_mb": peak_rss_mb()}
+                "batches": len(t.sampler), "build_s": build_s, "peak_rss_mb": peak_rss_mb()}
     stream, sample_ms, batches = t.sampler.epoch(0), [], []
     for _ in range(args.warmup + args.steps + 8):
         a = time.perf_counter()
