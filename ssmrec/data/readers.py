@@ -248,13 +248,8 @@ def read_pairs(
     if integer_ids:  # before any filtering, so that errors point at the right line
         users = as_integer_ids(frame[ucol], users, path, where, "user")
         items = as_integer_ids(frame[icol], items, path, where, "item")
-    if min_rating is not None:
-        if ratings is None:
-            raise DataError(f"{path}: min_rating={min_rating} given but the file has no rating column")
-        keep = ratings >= min_rating
-        users, items, ratings = users[keep], items[keep], ratings[keep]
-        stamps = stamps[keep] if stamps is not None else None
-    return PairTable(users, items, str(path), integer_ids, ratings, stamps)
+    table = PairTable(users, items, str(path), integer_ids, ratings, stamps)
+    return filter_rating(table, min_rating, path) if min_rating is not None else table
 
 
 FAST_READ = True
@@ -266,15 +261,9 @@ def _fast_table(path: Path, fast: Columns, integer_ids: bool, min_rating: float 
     """The table of what the fast path read: the guessed-header warning, ``min_rating``."""
     if fast.detected:
         _say_header(path, fast.detected, *fast.names)
-    users, items, ratings, stamps = fast.users, fast.items, fast.ratings, fast.timestamps
-    if min_rating is not None:
-        if ratings is None:
-            raise DataError(f"{path}: min_rating={min_rating} given but the file has no rating column")
-        keep = ratings >= min_rating
-        users, items, ratings = users[keep], items[keep], ratings[keep]
-        stamps = stamps[keep] if stamps is not None else None
-    return PairTable(users, items, str(path), integer_ids, ratings, stamps, user_vocab=fast.user_vocab,
-                     item_vocab=fast.item_vocab)
+    table = PairTable(fast.users, fast.items, str(path), integer_ids, fast.ratings, fast.timestamps,
+                      user_vocab=fast.user_vocab, item_vocab=fast.item_vocab)
+    return filter_rating(table, min_rating, path) if min_rating is not None else table
 
 
 _HEADER_HINT = ("; if line 1 is a header, name the columns with --user-col/--item-col "
