@@ -344,16 +344,25 @@ def _ids(col, path: Path, what: str, integer_ids: bool) -> tuple[np.ndarray, np.
     return inverse[codes], vocab
 
 
-def _numbers(col, path: Path) -> np.ndarray:
-    """Ratings as float64, as :func:`~ssmrec.data.columns.number_values` reads them."""
+def _numeric(col, what: str) -> np.ndarray | None:
+    """A numeric column as float64 (None for text); missing or NaN values are left to the pandas
+    path, which names their line."""
     import pyarrow as pa
 
     if col.null_count:
-        raise Unsupported("missing ratings")
+        raise Unsupported(f"missing {what}s")
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         out = col.to_numpy().astype(np.float64)
         if np.isnan(out).any():
-            raise Unsupported("NaN rating")
+            raise Unsupported(f"NaN {what}")
+        return out
+    return None
+
+
+def _numbers(col, path: Path) -> np.ndarray:
+    """Ratings as float64, as :func:`~ssmrec.data.columns.number_values` reads them."""
+
+    if (out := _numeric(col, "rating")) is not None:
         return out
     codes, distinct = _distinct(col)
     return number_values(distinct.to_pandas(), path, _NOWHERE, "rating")[codes]
@@ -366,12 +375,7 @@ def _times(col, path: Path) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if col.null_count:
-        raise Unsupported("missing timestamps")
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        out = col.to_numpy().astype(np.float64)
-        if np.isnan(out).any():
-            raise Unsupported("NaN timestamp")
+    if (out := _numeric(col, "timestamp")) is not None:
         return out
     if pa.types.is_string(col.type) and pc.all(pc.ascii_is_decimal(col)).as_py():
         try:

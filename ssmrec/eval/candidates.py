@@ -29,7 +29,7 @@ import torch
 from ssmrec.data.interactions import Interactions
 from ssmrec.eval.first_stage import FirstStage
 from ssmrec.eval.metrics import metric_values
-from ssmrec.eval.ranking import SeenItems, hit_matrix, normalise_for, relevant_keys
+from ssmrec.eval.ranking import SeenItems, hit_matrix, normalise_for, relevant_keys, scored_reps
 
 KINDS = ("sampled", "retrieved")
 
@@ -378,13 +378,7 @@ class CandidateEvaluator:
     @torch.no_grad()
     def evaluate_model(self, model: torch.nn.Module) -> dict[str, float]:
         """:meth:`evaluate` on ``model()``'s user and item representations, in eval mode."""
-        was_training = model.training
-        model.eval()
-        try:
-            u, i = model()
-        finally:
-            model.train(was_training)
-        return self.evaluate(u, i)
+        return self.evaluate(*scored_reps(model))
 
 
 def _auc(ranked: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ssmrec.data.interactions import Interactions
 from ssmrec.eval.metrics import METRICS, MetricAccumulator
-from ssmrec.eval.ranking import SeenItems, hit_matrix, iter_topk, relevant_keys
+from ssmrec.eval.ranking import SeenItems, hit_matrix, iter_topk, relevant_keys, scored_reps
 
 
 class Evaluator:
@@ -111,13 +111,7 @@ class Evaluator:
 
     @torch.no_grad()
     def evaluate_model(self, model: torch.nn.Module, **kwargs) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
-        try:
-            u, i = model()
-        finally:
-            model.train(was_training)
-        return self.evaluate(u, i, **kwargs)
+        return self.evaluate(*scored_reps(model), **kwargs)
 
 
 def sample_users(users: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

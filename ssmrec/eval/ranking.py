@@ -120,3 +120,15 @@ def hit_matrix(
     pos = torch.searchsorted(keys, q).clamp(max=max(keys.numel() - 1, 0))
     return keys[pos] == q if keys.numel() else torch.zeros_like(q, dtype=torch.bool)
 
+
+@torch.no_grad()
+def scored_reps(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model()``'s user and item representations computed in eval mode, the model's own mode
+    restored after (what every evaluator scores)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model()
+    finally:
+        model.train(was_training)
+
