@@ -221,15 +221,14 @@ class Race:
         cfg = self.base.replace({"loss": arm.loss, **arm.fixed, **settings}, source=f"arm {arm.name}")
         if not params:
             return cfg
-        loss_keys = set(params) - TrainConfig.field_names()
-        over = dict(params)
-        if loss_keys:  # a loss's own parameters go into loss_params, as a sweep member's do
-            over["loss_params"] = {**cfg.loss_params, **{k: params[k] for k in loss_keys}}
-            for k in loss_keys:
-                over.pop(k)
-        try:
+        try:  # a loss's own parameters go into loss_params, as a sweep member's do
             return member_configs(cfg, [params])[0]
         except ConfigError:  # a loss a sweep cannot train (per-user state): set directly
+            known = TrainConfig.field_names()
+            over = {k: v for k, v in params.items() if k in known}
+            own = {k: v for k, v in params.items() if k not in known}
+            if own:
+                over["loss_params"] = {**cfg.loss_params, **own}
             return cfg.replace(over, source=f"arm {arm.name}")
 
     def _tune(self, arm: Arm, seconds: float) -> None:
